@@ -1,0 +1,323 @@
+"""The data model: frozen, slotted attrs classes and the two enums. Pure: no I/O here."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Final
+
+import attrs
+
+from ._exceptions import InvalidInputError
+
+__all__ = [
+    "Direction",
+    "IssueRef",
+    "Link",
+    "LinkSpec",
+    "LinkType",
+    "Relationship",
+    "StatusRef",
+    "UserRef",
+    "register_link_type",
+]
+
+
+class Direction(enum.Enum):
+    """Which side of a link the requested issue is on (JSON ``direction``)."""
+
+    INWARD = "inward"
+    OUTWARD = "outward"
+
+
+class Relationship(enum.Enum):
+    """The nine relationships ``POST /v2/issues/<key>/links`` accepts.
+
+    Each value is the exact API string, read from the issue in the URL towards the linked one:
+    ``Relationship("depends on")`` means "the source issue depends on the target".
+
+    >>> Relationship.DEPENDS_ON.inverse
+    <Relationship.IS_DEPENDENT_BY: 'is dependent by'>
+    """
+
+    RELATES = "relates"
+    DEPENDS_ON = "depends on"
+    IS_DEPENDENT_BY = "is dependent by"
+    IS_SUBTASK_FOR = "is subtask for"
+    IS_PARENT_TASK_FOR = "is parent task for"
+    DUPLICATES = "duplicates"
+    IS_DUPLICATED_BY = "is duplicated by"
+    IS_EPIC_OF = "is epic of"
+    HAS_EPIC = "has epic"
+
+    @property
+    def inverse(self) -> Relationship:
+        """The same link read from the other issue (``relates`` is its own inverse)."""
+        return _INVERSE[self]
+
+    @property
+    def type_id(self) -> str:
+        """The link type id the service files this relationship under (``depends``, ...)."""
+        return _TYPE_OF[self][0]
+
+    @property
+    def direction(self) -> Direction:
+        """The ``direction`` the source issue's ``GET …/links`` shows for this relationship."""
+        return _TYPE_OF[self][1]
+
+    @classmethod
+    def parse(cls, value: Relationship | str) -> Relationship:
+        """Return ``value`` as a :class:`Relationship`, or raise :class:`InvalidInputError`.
+
+        Accepts the enum itself, its API string (``"depends on"``), or its name in any case
+        (``"DEPENDS_ON"``, ``"depends_on"``). Surrounding blanks are ignored.
+        """
+        if isinstance(value, Relationship):
+            return value
+        if isinstance(value, str):
+            found = _BY_TEXT.get(value.strip().lower())
+            if found is not None:
+                return found
+        raise InvalidInputError(
+            f"unknown relationship {value!r}; expected one of: "
+            + ", ".join(repr(r.value) for r in Relationship)
+        )
+
+
+_INVERSE: Final[dict[Relationship, Relationship]] = {}
+for _a, _b in (
+    (Relationship.RELATES, Relationship.RELATES),
+    (Relationship.DEPENDS_ON, Relationship.IS_DEPENDENT_BY),
+    (Relationship.IS_SUBTASK_FOR, Relationship.IS_PARENT_TASK_FOR),
+    (Relationship.DUPLICATES, Relationship.IS_DUPLICATED_BY),
+    (Relationship.IS_EPIC_OF, Relationship.HAS_EPIC),
+):
+    _INVERSE[_a], _INVERSE[_b] = _b, _a
+
+_BY_TEXT: Final[dict[str, Relationship]] = {}
+for _r in Relationship:
+    _BY_TEXT[_r.value] = _r
+    _BY_TEXT[_r.name.lower()] = _r
+
+# (type.id, direction) as seen from the requested issue -> relationship of that issue to
+# `object`. Source: ../shared/tracker-api.md section 8. `relates` comes back either way.
+_RELATIONSHIP_OF: dict[tuple[str, Direction], Relationship] = {}
+_TYPE_OF: dict[Relationship, tuple[str, Direction]] = {}
+
+
+def register_link_type(type_id: str, *, outward: Relationship, inward: Relationship) -> None:
+    """Teach the library which relationships a link type id stands for.
+
+    The built-in table covers ``relates``, ``subtask``, ``depends``, ``duplicates`` and
+    ``epic``. Only ``relates`` and ``subtask`` are confirmed by the service's documentation; if
+    your organization files a relationship under another id, register it here once, at start-up::
+
+        register_link_type("blocker", outward=Relationship.DEPENDS_ON,
+                           inward=Relationship.IS_DEPENDENT_BY)
+    """
+    _RELATIONSHIP_OF[(type_id, Direction.OUTWARD)] = outward
+    _RELATIONSHIP_OF[(type_id, Direction.INWARD)] = inward
+    _TYPE_OF[outward] = (type_id, Direction.OUTWARD)
+    if inward is not outward:
+        _TYPE_OF[inward] = (type_id, Direction.INWARD)
+
+
+register_link_type("relates", outward=Relationship.RELATES, inward=Relationship.RELATES)
+register_link_type(
+    "subtask", outward=Relationship.IS_PARENT_TASK_FOR, inward=Relationship.IS_SUBTASK_FOR
+)
+register_link_type("depends", outward=Relationship.DEPENDS_ON, inward=Relationship.IS_DEPENDENT_BY)
+register_link_type(
+    "duplicates", outward=Relationship.DUPLICATES, inward=Relationship.IS_DUPLICATED_BY
+)
+register_link_type("epic", outward=Relationship.IS_EPIC_OF, inward=Relationship.HAS_EPIC)
+
+
+def relationship_of(type_id: str, direction: Direction) -> Relationship | None:
+    """The relationship a link of ``type_id`` read in ``direction`` stands for, if known."""
+    return _RELATIONSHIP_OF.get((type_id, direction))
+
+
+# --- validation ------------------------------------------------------------------------------
+
+_KEY_RE: Final = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]*|[0-9a-fA-F]{24}")
+_LINK_ID_RE: Final = re.compile(r"[0-9]+")
+_KEY_FORMS: Final = "an issue key like 'QUEUE-123' or a 24-hex issue id"
+
+
+def validate_key(value: object, what: str = "issue key") -> str:
+    """Return ``value`` if it is an issue key or a 24-hex issue id; raise otherwise.
+
+    Nothing that could change the request path (``/``, ``..``, ``?``, blanks) gets through.
+    """
+    if isinstance(value, str) and _KEY_RE.fullmatch(value):
+        return value
+    raise InvalidInputError(f"invalid {what} {value!r}; expected {_KEY_FORMS}")
+
+
+def validate_link_id(value: object) -> str:
+    """Return a link id (digits only, int or str) as the string that goes into the path."""
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int) and value >= 0:
+        return str(value)
+    elif isinstance(value, str) and _LINK_ID_RE.fullmatch(value):
+        return value
+    raise InvalidInputError(f"invalid link id {value!r}; expected a number such as 1048570")
+
+
+# --- references --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class LinkType:
+    """A link type (JSON ``type``; ``GET /v2/linktypes``).
+
+    ``inward``/``outward`` are display labels and may be localized: never key on them.
+    """
+
+    id: str
+    inward: str | None = None
+    outward: str | None = None
+    url: str | None = None
+
+
+@attrs.frozen
+class IssueRef:
+    """A reference to an issue (JSON ``object`` of a link): ``display`` is its summary."""
+
+    key: str | None = None
+    id: str | None = None
+    display: str | None = None
+    url: str | None = None
+
+
+@attrs.frozen
+class UserRef:
+    """A reference to a user. ``id`` is kept as served (a string, or a number in some pages)."""
+
+    id: str | int | None = None
+    display: str | None = None
+    url: str | None = None
+
+
+@attrs.frozen
+class StatusRef:
+    """A reference to an issue status (``key`` like ``"open"``)."""
+
+    key: str | None = None
+    display: str | None = None
+    id: str | int | None = None
+    url: str | None = None
+
+
+@attrs.frozen
+class Link:
+    """One link, as read from one of its two issues.
+
+    ``target`` is the *other* issue (JSON ``object``); ``relationship`` is how the issue whose
+    links were read relates to ``target``, derived from ``type.id`` and ``direction``, never from
+    the localized labels. It is ``None`` for a link type the library does not know.
+
+    >>> link.relationship            # doctest: +SKIP
+    <Relationship.DEPENDS_ON: 'depends on'>
+    """
+
+    id: int | str
+    type: LinkType
+    direction: Direction
+    target: IssueRef
+    url: str | None = None
+    created_by: UserRef | None = None
+    updated_by: UserRef | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    assignee: UserRef | None = None
+    status: StatusRef | None = None
+
+    @property
+    def relationship(self) -> Relationship | None:
+        """The relationship of the requested issue to :attr:`target`, or ``None`` if unknown."""
+        return _RELATIONSHIP_OF.get((self.type.id, self.direction))
+
+    def points_to(self, target: str) -> bool:
+        """Whether :attr:`target` is the issue with this key or 24-hex id."""
+        return target == self.target.key or target == self.target.id
+
+
+def _to_relationship(value: Relationship | str) -> Relationship:
+    return Relationship.parse(value)
+
+
+@attrs.frozen
+class LinkSpec:
+    """One link to create: ``source`` *relationship* ``target``, validated on construction.
+
+    The argument order is that of :meth:`LinkService.create`::
+
+        LinkSpec("PROJ-12", "PROJ-7", "depends on")   # PROJ-12 depends on PROJ-7
+
+    Raises :class:`InvalidInputError` (a ``ValueError``) for a malformed key, a self-link or an
+    unknown relationship, naming the bad value and what would be valid.
+    """
+
+    source: str
+    target: str
+    relationship: Relationship = attrs.field(converter=_to_relationship)
+
+    def __attrs_post_init__(self) -> None:
+        validate_key(self.source, "source issue key")
+        validate_key(self.target, "target issue key")
+        if self.source == self.target:
+            raise InvalidInputError(
+                f"a link needs two different issues; got {self.source!r} twice"
+            )
+
+    @property
+    def canonical(self) -> tuple[str, str, str, str]:
+        """One key for a link however it is written.
+
+        ``A depends on B`` and ``B is dependent by A`` give the same tuple, and so do
+        ``A relates B`` and ``B relates A``: ``(type id, outward issue, inward issue, type id)``.
+        """
+        type_id, direction = _TYPE_OF[self.relationship]
+        if self.relationship is Relationship.RELATES:
+            a, b = sorted((self.source, self.target))
+            return (type_id, a, b, "~")
+        if direction is Direction.OUTWARD:
+            return (type_id, self.source, self.target, ">")
+        return (type_id, self.target, self.source, ">")
+
+    def matches(self, link: Link) -> bool:
+        """Whether ``link``, read from :attr:`source`, is this very link."""
+        return link.points_to(self.target) and link.relationship is self.relationship
+
+    def as_dict(self) -> dict[str, str]:
+        """``{"source": …, "relationship": …, "target": …}``, as journals and reports write it."""
+        return {
+            "source": self.source,
+            "relationship": self.relationship.value,
+            "target": self.target,
+        }
+
+    @classmethod
+    def coerce(cls, item: LinkSpec | tuple[str, str, Relationship | str]) -> LinkSpec:
+        """A :class:`LinkSpec` from itself or from a ``(source, target, relationship)`` tuple."""
+        if isinstance(item, LinkSpec):
+            return item
+        if isinstance(item, tuple) and len(item) == 3:
+            return cls(*item)
+        if isinstance(item, Mapping):
+            try:
+                return cls(item["source"], item["target"], item["relationship"])
+            except KeyError as exc:
+                raise InvalidInputError(
+                    f"link spec {dict(item)!r} lacks {exc.args[0]!r}; "
+                    "expected source, target, relationship"
+                ) from None
+        raise InvalidInputError(
+            f"cannot read a link spec from {item!r}; "
+            "expected a LinkSpec or a (source, target, relationship) tuple"
+        )
