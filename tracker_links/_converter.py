@@ -41,8 +41,10 @@ def parse_datetime(value: str) -> datetime:
 
 def format_datetime(value: datetime) -> str:
     """The service's own timestamp format: ``2014-06-18T12:06:02.401+0000``."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}" + (
-        value.strftime("%z") or "+0000"
+    return (
+        value.strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{value.microsecond // 1000:03d}"
+        + (value.strftime("%z") or "+0000")
     )
 
 

@@ -271,9 +271,7 @@ class LinkSpec:
         validate_key(self.source, "source issue key")
         validate_key(self.target, "target issue key")
         if self.source == self.target:
-            raise InvalidInputError(
-                f"a link needs two different issues; got {self.source!r} twice"
-            )
+            raise InvalidInputError(f"a link needs two different issues; got {self.source!r} twice")
 
     @property
     def canonical(self) -> tuple[str, str, str, str]:

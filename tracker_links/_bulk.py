@@ -1,0 +1,624 @@
+"""The bulk engine: many creates or reads at once, bounded, structured, resumable.
+
+Every task has a parent (an anyio task group); the input is read lazily and at most a small
+multiple of the client's concurrency is in flight, so a generator of a million specs runs in
+bounded memory. Creates go through :meth:`LinkService._create`, which never duplicates a link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
+
+import anyio
+import attrs
+from anyio.abc import ObjectSendStream
+
+from . import _protocol
+from ._exceptions import AuthError, InvalidInputError, TrackerError
+from ._models import Link, LinkSpec, Relationship, validate_key
+
+if TYPE_CHECKING:
+    from ._service import LinkService
+
+__all__ = [
+    "BulkReport",
+    "IssueLinks",
+    "LinksReport",
+    "Outcome",
+    "OutcomeStatus",
+]
+
+logger: Final = logging.getLogger("tracker_links")
+
+SpecInput = LinkSpec | tuple[str, str, Relationship | str]
+T = TypeVar("T")
+
+# Page size for _search (the service's documented maximum in page mode is 100) and the point
+# past which the service asks clients to scroll instead of paging.
+_PER_PAGE: Final = 100
+_PER_SCROLL: Final = 1000
+_SCROLL_ABOVE: Final = 10_000
+
+
+class OutcomeStatus(enum.Enum):
+    """What happened to one item of a bulk create."""
+
+    CREATED = "created"
+    """The link was created by this run."""
+    EXISTS = "exists"
+    """The link was already there (on the service, in the journal, or earlier in the input)."""
+    FAILED = "failed"
+    """The item could not be done; ``Outcome.error`` says why."""
+    SKIPPED = "skipped"
+    """Not attempted: the batch stopped (a 401/403) before reaching it."""
+
+
+@attrs.frozen
+class Outcome:
+    """The result for one input item of :meth:`LinkService.bulk_create` / ``create_many``.
+
+    ``spec`` is the :class:`LinkSpec`, or the raw input item when it could not be read as one
+    (then ``error`` is an :class:`InvalidInputError`). ``link`` is the created or existing link
+    when the service returned it. ``attempts`` counts the POSTs sent for this item (0 when none
+    was needed). ``index`` is the item's position in the input (0-based).
+    """
+
+    spec: Any
+    status: OutcomeStatus
+    link: Link | None = None
+    error: TrackerError | None = None
+    attempts: int = 0
+    index: int = 0
+    note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the link is on the service now (``CREATED`` or ``EXISTS``)."""
+        return self.status in (OutcomeStatus.CREATED, OutcomeStatus.EXISTS)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the item failed or was skipped, as one line (``None`` when it is ok)."""
+        if self.error is not None:
+            return f"{type(self.error).__name__}: {self.error}"
+        return self.note if not self.ok else None
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON object: the line a journal or a report file holds for this item."""
+        spec = self.spec
+        out: dict[str, Any] = {"index": self.index, "status": self.status.value}
+        if isinstance(spec, LinkSpec):
+            out.update(spec.as_dict())
+        else:
+            out["input"] = repr(spec)
+        if self.link is not None:
+            out["link_id"] = self.link.id
+        out["attempts"] = self.attempts
+        if self.error is not None:
+            out["error"] = type(self.error).__name__
+            out["status_code"] = self.error.status_code
+        reason = self.reason
+        if reason is not None:
+            out["reason"] = reason
+        elif self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+@attrs.define
+class BulkReport:
+    """Every outcome of a bulk create, in input order, with counts and a summary.
+
+    ``created``, ``existing``, ``failed`` and ``skipped`` are the outcomes of each status (lists:
+    ``len(report.failed)`` counts them); ``ok`` is True when nothing failed or was skipped;
+    ``elapsed`` is the wall time in seconds.
+    """
+
+    outcomes: list[Outcome]
+    elapsed: float = 0.0
+
+    def _of(self, status: OutcomeStatus) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status is status]
+
+    @property
+    def created(self) -> list[Outcome]:
+        """Outcomes whose link this run created."""
+        return self._of(OutcomeStatus.CREATED)
+
+    @property
+    def existing(self) -> list[Outcome]:
+        """Outcomes whose link was already there."""
+        return self._of(OutcomeStatus.EXISTS)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """Outcomes that failed, each with its ``error``."""
+        return self._of(OutcomeStatus.FAILED)
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        """Outcomes not attempted because the batch stopped."""
+        return self._of(OutcomeStatus.SKIPPED)
+
+    @property
+    def ok(self) -> bool:
+        """True when every item is ``CREATED`` or ``EXISTS``."""
+        return all(o.ok for o in self.outcomes)
+
+    def counts(self) -> dict[str, int]:
+        """``{"created": n, "exists": n, "failed": n, "skipped": n}``."""
+        counts = dict.fromkeys((s.value for s in OutcomeStatus), 0)
+        for o in self.outcomes:
+            counts[o.status.value] += 1
+        return counts
+
+    def summary(self) -> str:
+        """One line, such as ``10000 items in 51.2s (195/s): 9800 created, 150 exists, …``."""
+        c = self.counts()
+        n = len(self.outcomes)
+        rate = f" ({n / self.elapsed:.0f}/s)" if self.elapsed > 0 else ""
+        return (
+            f"{n} items in {self.elapsed:.1f}s{rate}: {c['created']} created, "
+            f"{c['exists']} exists, {c['failed']} failed, {c['skipped']} skipped"
+        )
+
+    def write_jsonl(self, path: str | os.PathLike[str]) -> None:
+        """Write one JSON object per outcome (see :meth:`Outcome.to_json`) to ``path``."""
+        with open(path, "w", encoding="utf-8") as f:
+            for o in self.outcomes:
+                f.write(json.dumps(o.to_json(), ensure_ascii=False) + "\n")
+
+
+@attrs.frozen
+class IssueLinks:
+    """The links of one issue; ``error`` is set (and ``links`` empty) when reading failed."""
+
+    key: str
+    links: list[Link]
+    error: TrackerError | None = None
+
+
+@attrs.define
+class LinksReport:
+    """The result of :meth:`LinkService.bulk_get`: links by key, and the keys that failed."""
+
+    links: dict[str, list[Link]] = attrs.field(factory=dict)
+    failed: dict[str, TrackerError] = attrs.field(factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every key was read."""
+        return not self.failed
+
+
+# --- journal ---------------------------------------------------------------------------------
+
+
+def _digest(spec: LinkSpec) -> bytes:
+    """A compact, collision-safe (96-bit) identity of a link, whichever way it is written."""
+    return hashlib.blake2b("\x1f".join(spec.canonical).encode(), digest_size=12).digest()
+
+
+class _Journal:
+    """An append-only JSON Lines file of outcomes: what a re-run must not send again."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.done: set[bytes] = set()
+        try:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    self._load(line)
+        except FileNotFoundError:
+            pass
+        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def _load(self, line: str) -> None:
+        try:
+            data = json.loads(line)
+            if data.get("status") not in ("created", "exists"):
+                return
+            spec = LinkSpec(data["source"], data["target"], data["relationship"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return  # a torn last line after a crash, or an item that never was a link
+        self.done.add(_digest(spec))
+
+    def write(self, outcome: Outcome) -> None:
+        # One write per line, flushed: a crash loses at most the line being written.
+        self._file.write(json.dumps(outcome.to_json(), ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# --- the create engine -----------------------------------------------------------------------
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+class _CreateRun:
+    """One bulk create: reads the input, fans out, and hands each outcome to ``emit``."""
+
+    def __init__(
+        self,
+        service: LinkService,
+        emit: Callable[[Outcome], Awaitable[None]],
+        journal: _Journal | None,
+    ) -> None:
+        self.service = service
+        self.emit_outcome = emit
+        self.journal = journal
+        self.concurrency = int(service._transport.limiter.total_tokens)
+        # Finished links (digest -> first index) and those in flight (digest -> waiting copies).
+        self.finished: dict[bytes, tuple[int, bool]] = {}
+        self.waiting: dict[bytes, list[tuple[int, LinkSpec]]] = {}
+        self.stopped: AuthError | None = None
+
+    async def emit(self, outcome: Outcome) -> None:
+        if self.journal is not None:
+            self.journal.write(outcome)
+        await self.emit_outcome(outcome)
+
+    async def run(self, specs: Iterable[SpecInput] | AsyncIterable[SpecInput]) -> None:
+        slots = anyio.Semaphore(2 * self.concurrency)
+        first = True
+        async with anyio.create_task_group() as tg:
+            index = -1
+            async for item in _aiter(specs):
+                index += 1
+                if self.stopped is not None:
+                    await self.emit(self._skipped(item, index))
+                    continue
+                try:
+                    spec = LinkSpec.coerce(item)
+                except InvalidInputError as exc:
+                    await self.emit(Outcome(item, OutcomeStatus.FAILED, error=exc, index=index))
+                    continue
+                except Exception as exc:  # a spec whose fields are not even strings
+                    err = InvalidInputError(f"cannot read a link spec from {item!r}: {exc}")
+                    await self.emit(Outcome(item, OutcomeStatus.FAILED, error=err, index=index))
+                    continue
+                key = _digest(spec)
+                if await self._repeat(key, spec, index):
+                    continue
+                self.waiting[key] = []
+                if first:
+                    # The first create goes alone: a bad token then costs one 401, not dozens.
+                    first = False
+                    await self._create(key, spec, index)
+                    continue
+                await slots.acquire()
+                tg.start_soon(self._create_task, key, spec, index, slots)
+
+    async def _repeat(self, key: bytes, spec: LinkSpec, index: int) -> bool:
+        """Handle an input item whose link is done, in flight, or in the journal."""
+        if self.journal is not None and key in self.journal.done:
+            note = "already done in the journal; not sent"
+            await self.emit_outcome(Outcome(spec, OutcomeStatus.EXISTS, index=index, note=note))
+            return True
+        done = self.finished.get(key)
+        if done is not None:
+            await self.emit(self._copy_of(spec, index, *done))
+            return True
+        waiters = self.waiting.get(key)
+        if waiters is not None:
+            waiters.append((index, spec))
+            return True
+        return False
+
+    def _copy_of(self, spec: LinkSpec, index: int, first: int, ok: bool) -> Outcome:
+        if ok:
+            return Outcome(
+                spec, OutcomeStatus.EXISTS, index=index, note=f"same link as input item {first}"
+            )
+        err = TrackerError(f"same link as input item {first}, which failed")
+        return Outcome(spec, OutcomeStatus.FAILED, error=err, index=index)
+
+    def _skipped(self, item: object, index: int) -> Outcome:
+        note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
+        spec = item
+        with contextlib.suppress(Exception):
+            spec = LinkSpec.coerce(item)  # type: ignore[arg-type]
+        return Outcome(spec, OutcomeStatus.SKIPPED, index=index, note=note)
+
+    async def _create_task(
+        self, key: bytes, spec: LinkSpec, index: int, slots: anyio.Semaphore
+    ) -> None:
+        try:
+            await self._create(key, spec, index)
+        finally:
+            slots.release()
+
+    async def _create(self, key: bytes, spec: LinkSpec, index: int) -> None:
+        if self.stopped is not None:
+            outcome = self._skipped(spec, index)
+        else:
+            outcome = await self._attempt(spec, index)
+        waiters = self.waiting.pop(key, [])
+        self.finished[key] = (index, outcome.ok)
+        await self.emit(outcome)
+        for i, s in waiters:
+            if outcome.status is OutcomeStatus.SKIPPED:
+                await self.emit(self._skipped(s, i))
+            else:
+                await self.emit(self._copy_of(s, i, index, outcome.ok))
+
+    async def _attempt(self, spec: LinkSpec, index: int) -> Outcome:
+        try:
+            link, attempts = await self.service._create(spec, exist_ok=False)
+        except AuthError as exc:
+            if self.stopped is None:
+                self.stopped = exc
+                logger.error("bulk create stopped: %s", exc)
+            return Outcome(spec, OutcomeStatus.FAILED, error=exc, attempts=1, index=index)
+        except TrackerError as exc:
+            existing: Link | None = getattr(exc, "link", None)
+            if existing is not None:
+                return Outcome(spec, OutcomeStatus.EXISTS, link=existing, attempts=1, index=index)
+            return Outcome(spec, OutcomeStatus.FAILED, error=exc, attempts=1, index=index)
+        status = OutcomeStatus.CREATED
+        return Outcome(spec, status, link=link, attempts=attempts, index=index)
+
+
+def _length(items: object) -> int | None:
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+async def bulk_create(
+    service: LinkService,
+    specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
+    *,
+    on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    journal: str | os.PathLike[str] | None = None,
+) -> BulkReport:
+    total = _length(specs)
+    outcomes: list[Outcome] = []
+    started = time.perf_counter()
+
+    async def collect(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if on_progress is not None:
+            on_progress(len(outcomes), total, outcome)
+
+    jr = _Journal(journal) if journal is not None else None
+    try:
+        await _CreateRun(service, collect, jr).run(specs)
+    finally:
+        if jr is not None:
+            jr.close()
+    outcomes.sort(key=lambda o: o.index)
+    return BulkReport(outcomes, elapsed=time.perf_counter() - started)
+
+
+async def _stream(
+    produce: Callable[[ObjectSendStream[T]], Awaitable[None]], buffer: int
+) -> AsyncIterator[T]:
+    """Run ``produce`` in a task group and yield what it sends, as it sends it."""
+    send, receive = anyio.create_memory_object_stream[T](buffer)
+    async with anyio.create_task_group() as tg:
+
+        async def producer() -> None:
+            async with send:
+                await produce(send)
+
+        tg.start_soon(producer)
+        async with receive:
+            async for item in receive:
+                yield item
+
+
+async def create_many(
+    service: LinkService,
+    specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
+    *,
+    journal: str | os.PathLike[str] | None = None,
+) -> AsyncIterator[Outcome]:
+    concurrency = int(service._transport.limiter.total_tokens)
+
+    async def produce(send: ObjectSendStream[Outcome]) -> None:
+        jr = _Journal(journal) if journal is not None else None
+        try:
+            await _CreateRun(service, send.send, jr).run(specs)
+        finally:
+            if jr is not None:
+                jr.close()
+
+    async for outcome in _stream(produce, concurrency):
+        yield outcome
+
+
+# --- the read engine -------------------------------------------------------------------------
+
+
+async def _fetch_each(
+    service: LinkService,
+    keys: AsyncIterable[str],
+    emit: Callable[[IssueLinks], Awaitable[None]],
+) -> None:
+    """GET the links of every key (each once), at most 2x the concurrency in flight."""
+    concurrency = int(service._transport.limiter.total_tokens)
+    slots = anyio.Semaphore(2 * concurrency)
+    seen: set[str] = set()
+
+    async def one(key: str) -> None:
+        try:
+            try:
+                links = await service.get(key)
+            except TrackerError as exc:
+                await emit(IssueLinks(key, [], exc))
+            else:
+                await emit(IssueLinks(key, links))
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as tg:
+        async for key in keys:
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                validate_key(key)
+            except InvalidInputError as exc:
+                await emit(IssueLinks(key, [], exc))
+                continue
+            await slots.acquire()
+            tg.start_soon(one, key)
+
+
+async def get_many(
+    service: LinkService, keys: Iterable[str] | AsyncIterable[str]
+) -> AsyncIterator[IssueLinks]:
+    concurrency = int(service._transport.limiter.total_tokens)
+
+    async def produce(send: ObjectSendStream[IssueLinks]) -> None:
+        await _fetch_each(service, _aiter(keys), send.send)
+
+    async for item in _stream(produce, concurrency):
+        yield item
+
+
+async def bulk_get(
+    service: LinkService,
+    keys: Iterable[str] | AsyncIterable[str],
+    *,
+    on_progress: Callable[[int, int | None, IssueLinks], object] | None = None,
+) -> LinksReport:
+    report = LinksReport()
+    total = _length(keys)
+    done = 0
+    started = time.perf_counter()
+
+    async def collect(item: IssueLinks) -> None:
+        nonlocal done
+        done += 1
+        if item.error is not None:
+            report.failed[item.key] = item.error
+        else:
+            report.links[item.key] = item.links
+        if on_progress is not None:
+            on_progress(done, total, item)
+
+    await _fetch_each(service, _aiter(keys), collect)
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+_QUEUE_RE: Final = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def search_body(
+    queue: str | None = None,
+    *,
+    query: str | None = None,
+    filter: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``_search`` body for exactly one of a queue key, a query, or a filter; validated."""
+    given = [name for name, v in (("queue", queue), ("query", query), ("filter", filter)) if v]
+    if len(given) != 1:
+        raise InvalidInputError(
+            "give exactly one of queue, query= or filter= to enumerate issues; got "
+            + (", ".join(given) or "none")
+        )
+    if queue is not None:
+        if not isinstance(queue, str) or not _QUEUE_RE.fullmatch(queue):
+            raise InvalidInputError(f"invalid queue {queue!r}; expected a queue key like 'PROJ'")
+        return {"filter": {"queue": queue}}
+    if query is not None:
+        if not isinstance(query, str):
+            raise InvalidInputError(f"query must be a string, got {query!r}")
+        return {"query": query}
+    if not isinstance(filter, Mapping):
+        raise InvalidInputError(f"filter must be a mapping, got {filter!r}")
+    return {"filter": dict(filter)}
+
+
+async def search_keys(service: LinkService, body: dict[str, Any]) -> AsyncIterator[str]:
+    """Yield the key of every issue a search finds: pages below 10,000 issues, scroll above."""
+    transport = service._transport
+    resp = await transport.send(
+        _protocol.search_issues(body, {"perPage": _PER_PAGE, "page": 1, "fields": "key"})
+    )
+    total = _int_header(resp.headers.get("x-total-count"))
+    if total is not None and total > _SCROLL_ABOVE:
+        async for key in _scroll_keys(service, body):
+            yield key
+        return
+    pages = _int_header(resp.headers.get("x-total-pages"))
+    page = 1
+    while True:
+        issues = _protocol.decode_json(resp.content)
+        for issue in issues:
+            yield str(issue["key"])
+        page += 1
+        more = (
+            page <= pages
+            if pages is not None
+            else "next" in _protocol.parse_link_header(resp.headers.get("link"))
+            or len(issues) >= _PER_PAGE
+        )
+        if not more or not issues:
+            return
+        resp = await transport.send(
+            _protocol.search_issues(body, {"perPage": _PER_PAGE, "page": page, "fields": "key"})
+        )
+
+
+async def _scroll_keys(service: LinkService, body: dict[str, Any]) -> AsyncIterator[str]:
+    transport = service._transport
+    params: dict[str, str | int] = {
+        "scrollType": "unsorted",
+        "perScroll": _PER_SCROLL,
+        "scrollTTLMillis": 60_000,
+        "fields": "key",
+    }
+    while True:
+        resp = await transport.send(_protocol.search_issues(body, params))
+        issues = _protocol.decode_json(resp.content)
+        for issue in issues:
+            yield str(issue["key"])
+        scroll_id = resp.headers.get("x-scroll-id")
+        token = resp.headers.get("x-scroll-token")
+        if not scroll_id or not issues:
+            return
+        params = {"scrollId": scroll_id, "scrollTTLMillis": 60_000, "fields": "key"}
+        if token:
+            params["scrollToken"] = token
+
+
+def _int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def queue_links(service: LinkService, body: dict[str, Any]) -> AsyncIterator[IssueLinks]:
+    concurrency = int(service._transport.limiter.total_tokens)
+    keys = search_keys(service, body)
+
+    async def produce(send: ObjectSendStream[IssueLinks]) -> None:
+        await _fetch_each(service, keys, send.send)
+
+    async for item in _stream(produce, concurrency):
+        yield item

@@ -1,0 +1,201 @@
+"""TrackerClient: configuration, credentials, and ownership of the HTTP connection pool."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx
+
+from ._exceptions import InvalidInputError
+from ._policy import DEFAULT_RETRY, AdaptiveRate, RateGate, RetryPolicy
+from ._service import LinkService
+from ._transport import Clock, Sleep, Transport
+
+__all__ = ["TrackerClient"]
+
+DEFAULT_BASE_URL = "https://api.tracker.yandex.net"
+_VERSION = "0.1.0"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str) -> str:
+    try:
+        url = httpx.URL(base_url)
+    except Exception as exc:
+        raise InvalidInputError(f"invalid base_url {base_url!r}: {exc}") from None
+    if url.scheme == "https" and url.host:
+        return base_url.rstrip("/")
+    if url.scheme == "http" and url.host and _is_loopback(url.host):
+        return base_url.rstrip("/")
+    raise InvalidInputError(
+        f"invalid base_url {base_url!r}: use https:// (plain http:// is allowed only for "
+        "loopback hosts such as 127.0.0.1 or localhost, so a token never travels in clear text)"
+    )
+
+
+def _exactly_one(what: str, a: tuple[str, str | None], b: tuple[str, str | None]) -> None:
+    given = [name for name, value in (a, b) if value]
+    if len(given) != 1:
+        raise InvalidInputError(
+            f"give exactly one of {a[0]}= or {b[0]}= ({what}); got "
+            + (" and ".join(given) if given else "neither")
+        )
+
+
+class TrackerClient:
+    """An async client for the Yandex Tracker issue-links API.
+
+    Give exactly one credential (``token``: an OAuth token, sent as ``Authorization: OAuth …``;
+    or ``iam_token``: sent as ``Bearer …``) and exactly one organization (``org_id`` for a
+    Yandex 360 org, ``cloud_org_id`` for a Yandex Cloud one)::
+
+        async with TrackerClient(token, org_id="123456") as client:
+            link = await client.links.create("PROJ-12", "PROJ-7", "depends on")
+
+    Every call on one client shares its limits: at most ``max_concurrency`` requests in
+    flight; ``rate_limit`` requests per second if given, otherwise an adaptive rate that finds
+    the service's limit from its 429 answers; and a shared cool-down: a 429 pauses all new
+    requests until its ``Retry-After``. ``retry`` is the :class:`RetryPolicy` for each call;
+    ``timeout`` is httpx's per-request timeout in seconds.
+
+    ``http_client``: an ``httpx.AsyncClient`` of yours, used as is and not closed by the
+    library. ``transport``: an ``httpx.AsyncBaseTransport`` for the client the library creates
+    and owns (the fake Tracker's in-process transport, for instance). ``sleep`` and ``clock``
+    replace ``anyio.sleep`` and ``time.monotonic``, for tests that must not wait.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        iam_token: str | None = None,
+        org_id: str | None = None,
+        cloud_org_id: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        rate_limit: float | None = None,
+        max_concurrency: int = 16,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
+        _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
+        self.base_url = _check_base_url(base_url)
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise InvalidInputError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        if rate_limit is not None and not rate_limit > 0:
+            raise InvalidInputError(
+                f"rate_limit must be > 0 requests/s or None, got {rate_limit!r}"
+            )
+        if http_client is not None and transport is not None:
+            raise InvalidInputError("give http_client= or transport=, not both")
+        self.max_concurrency = max_concurrency
+        self.rate_limit = rate_limit
+        self.retry = retry if retry is not None else DEFAULT_RETRY
+        self._auth_scheme = "OAuth" if token else "Bearer"
+        self._org_header = "X-Org-ID" if org_id else "X-Cloud-Org-ID"
+        headers = {
+            "Authorization": f"{self._auth_scheme} {token or iam_token}",
+            self._org_header: str(org_id or cloud_org_id),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"tracker-links/{_VERSION}",
+        }
+        self._owns_http = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                headers=headers,
+                timeout=timeout,
+                transport=transport,
+                limits=httpx.Limits(
+                    max_connections=max_concurrency,
+                    max_keepalive_connections=max_concurrency,
+                    keepalive_expiry=30.0,
+                ),
+                follow_redirects=False,
+            )
+            per_request: dict[str, str] | None = None
+        else:
+            per_request = headers
+        gate = RateGate(rate=rate_limit, adaptive=None if rate_limit else AdaptiveRate())
+        kwargs: dict[str, Any] = {}
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        if clock is not None:
+            kwargs["clock"] = clock
+        self._transport = Transport(
+            http_client,
+            base_url=self.base_url,
+            headers=per_request,
+            max_concurrency=max_concurrency,
+            rate=gate,
+            retry=self.retry,
+            **kwargs,
+        )
+        self.links = LinkService(self._transport)
+        """The links API: :class:`LinkService`."""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> TrackerClient:
+        """A client configured from the environment; keyword arguments override it.
+
+        Reads ``TRACKER_TOKEN`` or ``TRACKER_IAM_TOKEN``, ``TRACKER_ORG_ID`` or
+        ``TRACKER_CLOUD_ORG_ID``, and ``TRACKER_BASE_URL``. A credential (or organization) given
+        as an override replaces both of the environment's.
+        """
+        env = os.environ
+        kwargs: dict[str, Any] = {}
+        if "token" not in overrides and "iam_token" not in overrides:
+            kwargs["token"] = env.get("TRACKER_TOKEN") or None
+            kwargs["iam_token"] = env.get("TRACKER_IAM_TOKEN") or None
+        if "org_id" not in overrides and "cloud_org_id" not in overrides:
+            kwargs["org_id"] = env.get("TRACKER_ORG_ID") or None
+            kwargs["cloud_org_id"] = env.get("TRACKER_CLOUD_ORG_ID") or None
+        if env.get("TRACKER_BASE_URL") and "base_url" not in overrides:
+            kwargs["base_url"] = env["TRACKER_BASE_URL"]
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @property
+    def rate_limiter(self) -> RateGate:
+        """The shared admission state (read it to see the adaptive rate the client settled on)."""
+        return self._transport.gate
+
+    async def aclose(self) -> None:
+        """Close the connection pool (not an ``http_client`` you passed in)."""
+        if self._owns_http:
+            with anyio.CancelScope(shield=True):
+                await self._transport.aclose()
+
+    async def __aenter__(self) -> TrackerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        limit = f"{self.rate_limit:g}/s" if self.rate_limit else "adaptive"
+        return (
+            f"<TrackerClient {self.base_url} auth={self._auth_scheme} *** "
+            f"org={self._org_header} max_concurrency={self.max_concurrency} rate={limit}>"
+        )

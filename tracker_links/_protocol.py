@@ -1,0 +1,188 @@
+"""Sans-I/O protocol: build requests and decode answers. No sockets, no clocks, no sleeping.
+
+Every function here is pure, so the whole wire format is tested on recorded payloads alone.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from ._exceptions import (
+    AuthError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    TrackerError,
+)
+from ._models import Relationship, validate_key, validate_link_id
+
+__all__ = [
+    "Request",
+    "create_link",
+    "decode_json",
+    "delete_link",
+    "error_for",
+    "get_links",
+    "link_types",
+    "parse_link_header",
+    "parse_retry_after",
+    "search_issues",
+]
+
+RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+
+
+@attrs.frozen
+class Request:
+    """One request to send: method, path below the base URL, query and an encoded JSON body."""
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether re-sending after an unknown fate is harmless (all but creating a link)."""
+        return self.method != "POST" or self.path.endswith("/_search")
+
+
+def get_links(issue: str) -> Request:
+    """``GET /v2/issues/<issue>/links``."""
+    return Request("GET", f"/v2/issues/{validate_key(issue)}/links")
+
+
+def create_link(issue: str, target: str, relationship: Relationship | str) -> Request:
+    """``POST /v2/issues/<issue>/links`` with ``{"relationship": …, "issue": target}``."""
+    rel = Relationship.parse(relationship)
+    source = validate_key(issue, "source issue key")
+    target = validate_key(target, "target issue key")
+    if source == target:
+        raise InvalidInputError(f"a link needs two different issues; got {source!r} twice")
+    body = json.dumps({"relationship": rel.value, "issue": target}).encode()
+    return Request("POST", f"/v2/issues/{source}/links", body=body)
+
+
+def delete_link(issue: str, link_id: int | str) -> Request:
+    """``DELETE /v2/issues/<issue>/links/<link_id>``."""
+    return Request("DELETE", f"/v2/issues/{validate_key(issue)}/links/{validate_link_id(link_id)}")
+
+
+def link_types() -> Request:
+    """``GET /v2/linktypes``."""
+    return Request("GET", "/v2/linktypes")
+
+
+def search_issues(body: Mapping[str, Any], params: Mapping[str, str | int]) -> Request:
+    """``POST /v2/issues/_search`` with a ``filter``/``query``/``queue`` body."""
+    return Request(
+        "POST",
+        "/v2/issues/_search",
+        params=tuple((k, str(v)) for k, v in params.items()),
+        body=json.dumps(body).encode(),
+    )
+
+
+def decode_json(content: bytes) -> Any:
+    """The JSON of an answer; ``ValueError`` if it is not JSON."""
+    return json.loads(content)
+
+
+def _messages(content: bytes) -> list[str]:
+    """``errorMessages`` plus ``errors`` of an error body; parsed defensively (429s may be HTML)."""
+    try:
+        data = json.loads(content) if content else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        text = content[:200].decode("utf-8", "replace").strip()
+        return [text] if text else []
+    out = [str(m) for m in data.get("errorMessages") or () if m]
+    errors = data.get("errors")
+    if isinstance(errors, dict):
+        out.extend(f"{field}: {msg}" for field, msg in errors.items())
+    return out
+
+
+_ERROR_CLASSES: Final[dict[int, type[TrackerError]]] = {
+    400: InvalidInputError,
+    401: AuthError,
+    403: AuthError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: ConflictError,
+    429: RateLimitError,
+}
+
+_DEFAULT_TEXT: Final[dict[int, str]] = {
+    400: "the service refused the request as invalid",
+    401: "not authorized: the token is missing, malformed or expired",
+    403: "forbidden: the token lacks the rights, or the organization header is wrong",
+    404: "not found",
+    409: "conflict",
+    422: "the service refused the request (unprocessable)",
+    429: "rate limited by the service",
+}
+
+
+def error_for(
+    status: int,
+    content: bytes,
+    *,
+    method: str,
+    url: str,
+    retry_after: float | None = None,
+) -> TrackerError:
+    """The exception for an error answer; 5xx -> :class:`ServerError`, others -> base class."""
+    messages = _messages(content)
+    cls = _ERROR_CLASSES.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else TrackerError
+    text = "; ".join(messages) or _DEFAULT_TEXT.get(status, "unexpected answer")
+    kwargs: dict[str, Any] = {
+        "status_code": status,
+        "messages": messages,
+        "method": method,
+        "url": url,
+    }
+    if cls is RateLimitError:
+        return RateLimitError(text, retry_after=retry_after, **kwargs)
+    return cls(text, **kwargs)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    ``now`` is the current Unix time (used only for the date form). Returns ``None`` when the
+    header is absent or unreadable; never a negative number.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+_LINK_PART: Final = re.compile(r'<([^>]*)>\s*;\s*rel="?([^";]+)"?')
+
+
+def parse_link_header(value: str | None) -> dict[str, str]:
+    """``Link: <u1>; rel="next", <u2>; rel="first"`` -> ``{"next": "u1", "first": "u2"}``."""
+    if not value:
+        return {}
+    return {rel: url for url, rel in _LINK_PART.findall(value)}

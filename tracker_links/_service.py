@@ -1,0 +1,220 @@
+"""LinkService: one method per links endpoint, plus the safe (never duplicating) create."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from . import _protocol
+from ._converter import structure, structure_link, structure_links
+from ._exceptions import ConflictError, TrackerError
+from ._models import Link, LinkSpec, LinkType, Relationship
+from ._transport import Transport, UncertainError
+
+if TYPE_CHECKING:
+    from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, SpecInput
+
+__all__ = ["LinkService"]
+
+T = TypeVar("T")
+
+logger: Final = logging.getLogger("tracker_links")
+
+# After the service refused a create as a duplicate, the link may not be listed yet (its
+# search index lags a second or two): read again after these pauses before giving up.
+_CONFIRM_DELAYS: Final = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+class LinkService:
+    """The links API of one :class:`TrackerClient`: ``client.links``.
+
+    Every method validates its arguments before sending anything, and shares the client's
+    concurrency cap, rate limit and 429 cool-down with every other call on the client.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    # --- single calls ------------------------------------------------------------------------
+
+    async def get(self, issue: str) -> list[Link]:
+        """All links of ``issue`` (a key like ``"PROJ-1"`` or a 24-hex id).
+
+        >>> links = await client.links.get("PROJ-1")          # doctest: +SKIP
+        >>> [(l.relationship, l.target.key) for l in links]    # doctest: +SKIP
+        [(<Relationship.DEPENDS_ON: 'depends on'>, 'PROJ-7')]
+        """
+        resp = await self._transport.send(_protocol.get_links(issue))
+        return _decode(resp.content, structure_links, "links")
+
+    async def create(
+        self,
+        issue: str,
+        target: str,
+        relationship: Relationship | str,
+        *,
+        exist_ok: bool = False,
+    ) -> Link:
+        """Link ``issue`` to ``target``: ``issue`` *relationship* ``target``; return the link.
+
+        Never creates a duplicate: when the fate of an attempt is unknown (5xx, timeout,
+        dropped connection) it reads the issue's links and re-sends only if the link is absent.
+        If the link already exists, raises :class:`ConflictError` with ``.link`` set to it, or
+        returns it when ``exist_ok=True``.
+
+        >>> await client.links.create("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
+        """
+        link, _ = await self._create(LinkSpec(issue, target, relationship), exist_ok=exist_ok)
+        return link
+
+    async def _create(self, spec: LinkSpec, *, exist_ok: bool = False) -> tuple[Link, int]:
+        """The safe create; also returns how many POSTs were sent (for bulk reports)."""
+        issue, target = spec.source, spec.target
+        req = _protocol.create_link(issue, target, spec.relationship)
+        transport = self._transport
+        uncertain = False
+        attempts = 0
+        retry = transport.retry
+        started = transport.clock()
+        while True:
+            attempts += 1
+            try:
+                resp = await transport.send(req, retry_uncertain=False)
+            except UncertainError as exc:
+                # The POST may have been applied: look before sending it again.
+                uncertain = True
+                delay = retry.next_delay(
+                    attempts, transport.clock() - started, None, transport.rand
+                )
+                if delay is None:
+                    existing = await self._find(spec)
+                    if existing is not None:
+                        return existing, attempts
+                    raise exc.cause from None
+                logger.warning(
+                    "create %s %s %s: outcome unknown (%s); checking before a retry",
+                    issue,
+                    spec.relationship.value,
+                    target,
+                    exc.cause,
+                )
+                await transport.sleep(delay)
+                existing = await self._find(spec)
+                if existing is not None:
+                    return existing, attempts
+                continue
+            except ConflictError as exc:
+                existing = await self._confirm(spec)
+                if existing is None:
+                    raise
+                if uncertain or exist_ok:
+                    return existing, attempts
+                raise ConflictError(
+                    f"the link already exists: {issue} {spec.relationship.value} {target}",
+                    link=existing,
+                    status_code=exc.status_code,
+                    messages=exc.messages,
+                    method=exc.method,
+                    url=exc.url,
+                ) from None
+            return _decode(resp.content, structure_link, "link"), attempts
+
+    async def _find(self, spec: LinkSpec) -> Link | None:
+        for link in await self.get(spec.source):
+            if spec.matches(link):
+                return link
+        return None
+
+    async def _confirm(self, spec: LinkSpec) -> Link | None:
+        """Find a link the service says exists, allowing for its listing to lag."""
+        found = await self._find(spec)
+        for delay in _CONFIRM_DELAYS:
+            if found is not None:
+                break
+            await self._transport.sleep(delay)
+            found = await self._find(spec)
+        return found
+
+    async def delete(self, issue: str, link_id: int | str) -> None:
+        """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues."""
+        await self._transport.send(_protocol.delete_link(issue, link_id))
+
+    async def types(self) -> list[LinkType]:
+        """The organization's link types (``GET /v2/linktypes``)."""
+        resp = await self._transport.send(_protocol.link_types())
+        return _decode(resp.content, lambda data: structure(data, list[LinkType]), "link types")
+
+    # --- bulk ------------------------------------------------------------------------------
+
+    async def bulk_create(
+        self,
+        specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
+        *,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+        journal: str | None = None,
+    ) -> BulkReport:
+        """Create many links; return a :class:`BulkReport` with one outcome per input item.
+
+        See :func:`create_many` for the semantics. A 401/403 stops the batch (the rest are
+        ``SKIPPED``) and the report is still returned, not lost in an exception.
+        """
+        from ._bulk import bulk_create
+
+        return await bulk_create(self, specs, on_progress=on_progress, journal=journal)
+
+    def create_many(
+        self,
+        specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
+        *,
+        journal: str | None = None,
+    ) -> AsyncIterator[Outcome]:
+        """Create many links, yielding each :class:`Outcome` as it completes.
+
+        ``specs`` is any iterable or async iterable of :class:`LinkSpec` or
+        ``(source, target, relationship)`` tuples, read lazily: memory stays bounded however
+        long it is. The same link given twice (in either spelling) is created once.
+        """
+        from ._bulk import create_many
+
+        return create_many(self, specs, journal=journal)
+
+    async def bulk_get(
+        self,
+        keys: Iterable[str] | AsyncIterable[str],
+        *,
+        on_progress: Callable[[int, int | None, IssueLinks], object] | None = None,
+    ) -> LinksReport:
+        """The links of many issues, fetched concurrently: a :class:`LinksReport`."""
+        from ._bulk import bulk_get
+
+        return await bulk_get(self, keys, on_progress=on_progress)
+
+    def get_many(self, keys: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[IssueLinks]:
+        """Yield :class:`IssueLinks` for each key as its links arrive (completion order)."""
+        from ._bulk import get_many
+
+        return get_many(self, keys)
+
+    def queue_links(
+        self,
+        queue: str | None = None,
+        *,
+        query: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[IssueLinks]:
+        """Yield the links of every issue of a queue (or of a ``query``/``filter`` search).
+
+        Issues are enumerated with ``POST /v2/issues/_search`` while their links are already
+        being fetched; with more than 10,000 issues it switches to scroll mode.
+        """
+        from ._bulk import queue_links, search_body
+
+        return queue_links(self, search_body(queue, query=query, filter=filter))
+
+
+def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:
+    try:
+        return fn(_protocol.decode_json(content))
+    except Exception as exc:  # a malformed answer is a protocol error, not a crash
+        raise TrackerError(f"could not read the {what} in the service's answer: {exc}") from exc

@@ -1,0 +1,188 @@
+"""The only network I/O: one httpx client, admission (concurrency, rate, cool-down), retries.
+
+Every exception the network can raise is mapped to the library's own here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+import anyio
+import attrs
+import httpx
+
+from . import _protocol
+from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
+from ._policy import RateGate, RetryPolicy
+
+__all__ = ["Response", "Transport"]
+
+logger: Final = logging.getLogger("tracker_links")
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+# Failures that prove the request never left: safe to re-send even a create.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@attrs.frozen
+class Response:
+    """A successful answer: status, headers and the raw body."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+
+class UncertainError(TrackerError):
+    """A write that may or may not have been applied (5xx, read timeout, dropped connection).
+
+    Raised only for non-idempotent requests sent with ``retry_uncertain=False``; the link
+    service turns it into a read-then-maybe-resend.
+    """
+
+    def __init__(self, cause: TrackerError) -> None:
+        super().__init__(
+            cause.message,
+            status_code=cause.status_code,
+            messages=cause.messages,
+            method=cause.method,
+            url=cause.url,
+        )
+        self.cause = cause
+
+
+class Transport:
+    """Sends :class:`_protocol.Request` objects with admission control and retries."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        headers: Mapping[str, str] | None,
+        max_concurrency: int,
+        rate: RateGate,
+        retry: RetryPolicy,
+        sleep: Sleep = anyio.sleep,
+        clock: Clock = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self._headers = dict(headers) if headers else None
+        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        self.gate = rate
+        self.retry = retry
+        self.sleep = sleep
+        self.clock = clock
+        self.rand = rand
+
+    async def _admit(self) -> None:
+        gate, clock = self.gate, self.clock
+        while True:
+            wait = gate.delay(clock())
+            if wait <= 0:
+                return
+            await self.sleep(wait)
+
+    async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
+        """Send ``req`` and return a 2xx answer, or raise the library's exception.
+
+        With ``retry_uncertain=False`` (creates), an answer whose effect is unknown (5xx, a
+        dropped connection, a read timeout) is raised at once as :class:`UncertainError`
+        instead of being re-sent; 429s and failures to connect are still retried, as they
+        prove nothing was written.
+        """
+        retry, clock = self.retry, self.clock
+        started = clock()
+        attempt = 0
+        url = self.base_url + req.path
+        debug = logger.isEnabledFor(logging.DEBUG)
+        while True:
+            attempt += 1
+            status: int | None = None
+            error: TrackerError
+            retry_after: float | None = None
+            async with self.limiter:
+                await self._admit()
+                sent_at = clock()
+                try:
+                    resp = await self.http.request(
+                        req.method,
+                        url,
+                        params=req.params or None,
+                        content=req.body,
+                        headers=self._headers,
+                    )
+                except httpx.TransportError as exc:
+                    error = TransportError(
+                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                        method=req.method,
+                        url=url,
+                    )
+                    proven_unsent = isinstance(exc, _NOT_SENT)
+                else:
+                    status = resp.status_code
+                    now = clock()
+                    if debug:
+                        logger.debug(
+                            "%s %s -> %d (attempt %d, %.3fs)",
+                            req.method,
+                            req.path,
+                            status,
+                            attempt,
+                            now - sent_at,
+                        )
+                    if status < 400:
+                        self.gate.on_accepted(now)
+                        return Response(status, resp.headers, resp.content)
+                    if status == 429:
+                        retry_after = _protocol.parse_retry_after(
+                            resp.headers.get("retry-after"), time.time()
+                        )
+                        cooldown = (
+                            retry_after
+                            if retry_after is not None
+                            else retry.backoff(attempt, self.rand)
+                        )
+                        self.gate.on_rate_limited(now, sent_at, cooldown)
+                    else:
+                        self.gate.on_accepted(now)
+                    error = _protocol.error_for(
+                        status, resp.content, method=req.method, url=url, retry_after=retry_after
+                    )
+                    if status not in _protocol.RETRYABLE_STATUSES:
+                        raise error
+                    proven_unsent = status == 429
+            if not proven_unsent and not retry_uncertain and not req.idempotent:
+                raise UncertainError(error)
+            delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
+            if delay is None:
+                raise _final(error, attempt)
+            logger.warning(
+                "%s %s failed (%s), retry %d/%d in %.2fs",
+                req.method,
+                req.path,
+                status if status is not None else type(error).__name__,
+                attempt,
+                retry.attempts - 1,
+                delay,
+            )
+            if status != 429:  # a 429 waits in the shared cool-down inside _admit
+                await self.sleep(delay)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _final(error: TrackerError, attempts: int) -> TrackerError:
+    """The error to raise once retries are spent, saying how many tries were made."""
+    if isinstance(error, (RateLimitError, ServerError, TransportError)) and attempts > 1:
+        error.message = f"{error.message} (after {attempts} attempts)"
+    return error
