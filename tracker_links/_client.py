@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import urllib.request
 from types import TracebackType
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 
 from ._exceptions import InvalidInputError
 from ._policy import DEFAULT_RETRY, AdaptiveRate, RateGate, RetryPolicy
+from ._pool import ShardedTransport
 from ._service import LinkService
 from ._transport import Clock, Sleep, Transport
 
@@ -28,6 +30,12 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _proxies_from_env() -> bool:
+    """Whether proxy variables are set: then httpx's own transport, which honours them, is used."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 def _check_base_url(base_url: str) -> str:
@@ -118,6 +126,8 @@ class TrackerClient:
         }
         self._owns_http = http_client is None
         if http_client is None:
+            if transport is None and not _proxies_from_env():
+                transport = ShardedTransport(max_concurrency)
             http_client = httpx.AsyncClient(
                 headers=headers,
                 timeout=timeout,
