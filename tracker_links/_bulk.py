@@ -245,13 +245,25 @@ class _Journal:
 # --- the create engine -----------------------------------------------------------------------
 
 
-async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+@contextlib.asynccontextmanager
+async def _reading(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Iterate sync or async input; an async generator left unfinished is closed on exit."""
     if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
+        iterator = aiter(items)
+        try:
+            yield iterator
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
     else:
-        for item in items:
-            yield item
+
+        async def from_sync() -> AsyncIterator[T]:
+            for item in items:
+                yield item
+
+        yield from_sync()
 
 
 class _CreateRun:
@@ -280,13 +292,10 @@ class _CreateRun:
     async def run(self, specs: Iterable[SpecInput] | AsyncIterable[SpecInput]) -> None:
         slots = anyio.Semaphore(2 * self.concurrency)
         first = True
-        async with anyio.create_task_group() as tg:
+        async with _reading(specs) as items, anyio.create_task_group() as tg:
             index = -1
-            async for item in _aiter(specs):
+            async for item in items:
                 index += 1
-                if self.stopped is not None:
-                    await self.emit(self._skipped(item, index))
-                    continue
                 try:
                     spec = LinkSpec.coerce(item)
                 except InvalidInputError as exc:
@@ -295,6 +304,9 @@ class _CreateRun:
                 except Exception as exc:  # a spec whose fields are not even strings
                     err = InvalidInputError(f"cannot read a link spec from {item!r}: {exc}")
                     await self.emit(Outcome(item, OutcomeStatus.FAILED, error=err, index=index))
+                    continue
+                if self.stopped is not None:
+                    await self.emit(self._skipped(spec, index))
                     continue
                 key = _digest(spec)
                 if await self._repeat(key, spec, index):
@@ -332,11 +344,8 @@ class _CreateRun:
         err = TrackerError(f"same link as input item {first}, which failed")
         return Outcome(spec, OutcomeStatus.FAILED, error=err, index=index)
 
-    def _skipped(self, item: object, index: int) -> Outcome:
+    def _skipped(self, spec: LinkSpec, index: int) -> Outcome:
         note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
-        spec = item
-        with contextlib.suppress(Exception):
-            spec = LinkSpec.coerce(item)  # type: ignore[arg-type]
         return Outcome(spec, OutcomeStatus.SKIPPED, index=index, note=note)
 
     async def _create_task(
@@ -414,7 +423,11 @@ async def bulk_create(
 async def _stream(
     produce: Callable[[ObjectSendStream[T]], Awaitable[None]], buffer: int
 ) -> AsyncIterator[T]:
-    """Run ``produce`` in a task group and yield what it sends, as it sends it."""
+    """Run ``produce`` in a task group and yield what it sends, as it sends it.
+
+    Leaving early is clean when the iterator is closed where it was used (wrap it in
+    ``contextlib.aclosing`` before ``break``), as with any async generator holding a task group.
+    """
     send, receive = anyio.create_memory_object_stream[T](buffer)
     async with anyio.create_task_group() as tg:
 
@@ -425,10 +438,15 @@ async def _stream(
         tg.start_soon(producer)
         async with receive:
             async for item in receive:
-                yield item
+                try:
+                    yield item
+                except GeneratorExit:
+                    # Closed early (``aclosing`` + ``break``): stop the work, end cleanly.
+                    tg.cancel_scope.cancel()
+                    return
 
 
-async def create_many(
+def create_many(
     service: LinkService,
     specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
     *,
@@ -444,8 +462,7 @@ async def create_many(
             if jr is not None:
                 jr.close()
 
-    async for outcome in _stream(produce, concurrency):
-        yield outcome
+    return _stream(produce, concurrency)
 
 
 # --- the read engine -------------------------------------------------------------------------
@@ -453,7 +470,7 @@ async def create_many(
 
 async def _fetch_each(
     service: LinkService,
-    keys: AsyncIterable[str],
+    keys: Iterable[str] | AsyncIterable[str],
     emit: Callable[[IssueLinks], Awaitable[None]],
 ) -> None:
     """GET the links of every key (each once), at most 2x the concurrency in flight."""
@@ -472,8 +489,8 @@ async def _fetch_each(
         finally:
             slots.release()
 
-    async with anyio.create_task_group() as tg:
-        async for key in keys:
+    async with _reading(keys) as items, anyio.create_task_group() as tg:
+        async for key in items:
             if key in seen:
                 continue
             seen.add(key)
@@ -486,16 +503,15 @@ async def _fetch_each(
             tg.start_soon(one, key)
 
 
-async def get_many(
+def get_many(
     service: LinkService, keys: Iterable[str] | AsyncIterable[str]
 ) -> AsyncIterator[IssueLinks]:
     concurrency = int(service._transport.limiter.total_tokens)
 
     async def produce(send: ObjectSendStream[IssueLinks]) -> None:
-        await _fetch_each(service, _aiter(keys), send.send)
+        await _fetch_each(service, keys, send.send)
 
-    async for item in _stream(produce, concurrency):
-        yield item
+    return _stream(produce, concurrency)
 
 
 async def bulk_get(
@@ -519,7 +535,7 @@ async def bulk_get(
         if on_progress is not None:
             on_progress(done, total, item)
 
-    await _fetch_each(service, _aiter(keys), collect)
+    await _fetch_each(service, keys, collect)
     report.elapsed = time.perf_counter() - started
     return report
 
@@ -613,12 +629,11 @@ def _int_header(value: str | None) -> int | None:
         return None
 
 
-async def queue_links(service: LinkService, body: dict[str, Any]) -> AsyncIterator[IssueLinks]:
+def queue_links(service: LinkService, body: dict[str, Any]) -> AsyncIterator[IssueLinks]:
     concurrency = int(service._transport.limiter.total_tokens)
     keys = search_keys(service, body)
 
     async def produce(send: ObjectSendStream[IssueLinks]) -> None:
         await _fetch_each(service, keys, send.send)
 
-    async for item in _stream(produce, concurrency):
-        yield item
+    return _stream(produce, concurrency)
