@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +22,8 @@ from tracker_links import (
     Relationship,
     RetryPolicy,
     TrackerClient,
+    _bulk,
 )
-from tracker_links import _bulk
 from tracker_links.testing import FakeTracker
 
 pytestmark = pytest.mark.anyio
@@ -84,10 +85,8 @@ def messy_specs(n: int, issues: int, seed: int = 7) -> list[Any]:
 def valid_links(specs: list[Any]) -> set[tuple[str, ...]]:
     links = set()
     for item in specs:
-        try:
+        with contextlib.suppress(InvalidInputError):
             links.add(LinkSpec.coerce(item).canonical)
-        except InvalidInputError:
-            pass
     return links
 
 
@@ -128,7 +127,8 @@ async def test_faults_lose_nothing_and_duplicate_nothing(duplicate_status: int |
     assert len(report.created) + len(report.existing) == sum(1 for s in specs if _valid(s))
     assert len(report.created) == len(valid_links(specs))
     assert_exactly_once(fake, specs)
-    assert fake.stats.injected_failures > 0 and fake.stats.dropped > 0
+    assert fake.stats.injected_failures > 0
+    assert fake.stats.dropped > 0
     assert fake.stats.duplicates_created == 0
 
 
@@ -170,7 +170,8 @@ async def test_links_already_on_the_service_are_exists_confirmed_by_get() -> Non
         report = await client.links.bulk_create([("TEST-1", "TEST-2", "depends on")])
     (outcome,) = report.outcomes
     assert outcome.status is OutcomeStatus.EXISTS
-    assert outcome.link is not None and outcome.link.target.key == "TEST-2"
+    assert outcome.link is not None
+    assert outcome.link.target.key == "TEST-2"
     assert fake.stats.count("GET") >= 1
     assert len(fake.links) == 1
 
@@ -343,6 +344,8 @@ async def test_report_writes_json_lines(tmp_path: Path) -> None:
     path = tmp_path / "report.jsonl"
     report.write_jsonl(path)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert rows[0]["status"] == "created" and rows[0]["link_id"]
-    assert rows[1]["status"] == "failed" and "invalid target issue key" in rows[1]["reason"]
+    assert rows[0]["status"] == "created"
+    assert rows[0]["link_id"]
+    assert rows[1]["status"] == "failed"
+    assert "invalid target issue key" in rows[1]["reason"]
     assert report.counts() == {"created": 1, "exists": 0, "failed": 1, "skipped": 0}
