@@ -1,0 +1,34 @@
+"""A fake Yandex Tracker for tests and benchmarks: in process (httpx) or over real loopback.
+
+::
+
+    from tracker_links.testing import FakeTracker
+
+    fake = FakeTracker(queues={"TEST": 100}, seed=0, fail_rate=0.1)
+    async with fake.client() as client:               # in process, asyncio or trio
+        await client.links.create("TEST-1", "TEST-2", "depends on")
+    assert fake.find_links("TEST-1", "TEST-2", "depends on")
+
+    with fake.serve() as base_url:                    # real HTTP on 127.0.0.1 (extra "fake")
+        ...
+
+The pytest plugin (installed with the package) provides the ``fake_tracker`` and
+``fake_tracker_url`` fixtures.
+"""
+
+from ._fake import FakeTracker, Sleep
+from ._state import API_URL, Clock, FakeIssue, FakeStats, Reply, StoredLink, TrackerState
+from ._transport import FakeTransport
+
+__all__ = [
+    "API_URL",
+    "Clock",
+    "FakeIssue",
+    "FakeStats",
+    "FakeTracker",
+    "FakeTransport",
+    "Reply",
+    "Sleep",
+    "StoredLink",
+    "TrackerState",
+]
