@@ -77,50 +77,63 @@ class AdaptiveRate:
     """Find a service's unpublished rate limit from its 429s, and settle just under it.
 
     Until the first 429 there is no limit (only the concurrency cap). A 429 *event* is the
-    first 429 for a request sent after the last cool-down ended; the later 429s of the same
-    burst tell nothing new. On an event, the accepted rate is measured over the last
-    ``window`` seconds since the previous cool-down; when that span is long enough the rate
-    becomes ``backoff_factor`` times the measure, otherwise (the first burst: too short to
-    measure) the client starts low and climbs fast ("slow start") until the next event gives a
-    real measure. Between events the rate climbs slowly (``increase`` per second), so a long
-    job sits just under the limit and meets a 429 rarely.
+    first 429 for a request sent after the last cool-down ended (the later 429s of the same
+    burst tell nothing new). Each event costs a whole shared cool-down, so the rate must be
+    found with very few of them:
+
+    1. The first event ends the unlimited start. What got through was mostly the service's
+       burst allowance, so the rate restarts low and climbs fast ("slow start": x1.5 every
+       quarter second, a schedule known exactly).
+    2. The second event ends slow start. The accepted count over the climb, minus the burst,
+       equals the integral of ``min(send rate, limit)``: solved for the limit, it gives a good
+       estimate; the rate goes to ``settle`` times that.
+    3. After that the rate creeps up by ``increase`` (a fraction per second). An event then
+       means the rate in force when the rejected request was sent was just over the limit:
+       the rate goes back to ``backoff`` times it (and never above what was measured).
     """
 
     __slots__ = (
         "_accepted",
-        "_burst_estimate",
-        "_last_change",
+        "_burst",
+        "_since",
         "_slow_start",
-        "backoff_factor",
+        "backoff",
         "increase",
         "min_rate",
         "rate",
+        "settle",
         "window",
     )
+
+    #: Slow start: the rate grows by this factor every ``_STEP`` seconds.
+    _GROWTH: Final = 1.5
+    _STEP: Final = 0.25
 
     def __init__(
         self,
         *,
         window: float = 2.0,
-        backoff_factor: float = 0.97,
-        increase: float = 0.004,
+        settle: float = 0.95,
+        backoff: float = 0.95,
+        increase: float = 0.002,
         min_rate: float = 1.0,
     ) -> None:
         self.rate: float | None = None
         self.window = window
-        self.backoff_factor = backoff_factor
+        self.settle = settle
+        self.backoff = backoff
         self.increase = increase
         self.min_rate = min_rate
         self._accepted: collections.deque[float] = collections.deque()
-        self._burst_estimate = 0.0
+        self._burst = 0.0
         self._slow_start = False
-        self._last_change = 0.0
+        self._since = 0.0
 
     def on_accepted(self, now: float) -> None:
         """A request was answered with anything but 429."""
         acc = self._accepted
         acc.append(now)
-        horizon = now - self.window
+        horizon = now - max(self.window, 8.0)
         while acc[0] < horizon:
             acc.popleft()
 
@@ -129,36 +142,71 @@ class AdaptiveRate:
         rate = self.rate
         if rate is None:
             return None
-        since = now - self._last_change
+        since = now - self._since
         if since <= 0:
             return rate
         if self._slow_start:
-            # Climb by half every quarter second until the next 429 measures the limit.
-            grown = rate * math.pow(1.5, since / 0.25)
-        else:
-            grown = rate * (1.0 + self.increase * since)
-        return grown
+            return rate * math.pow(self._GROWTH, since / self._STEP)
+        return rate * (1.0 + self.increase * since)
 
-    def on_event(self, now: float, resumed_at: float, cooldown: float) -> None:
-        """A 429 event at ``now``; sending had resumed at ``resumed_at`` after a cool-down."""
-        start = max(resumed_at, now - self.window)
-        span = now - start
-        accepted = sum(1 for t in self._accepted if t >= start)
-        current = self.current(now)
-        if span >= 0.5 and accepted > 0:
-            measured = max(0.0, accepted - self._burst_estimate) / span
-            new = self.backoff_factor * measured
-            if current is not None and not self._slow_start:
-                new = min(new, current * self.backoff_factor)
+    def _count_since(self, start: float) -> tuple[int, float]:
+        """Answers accepted since ``start``, and the time of the first of them."""
+        recent = [t for t in self._accepted if t >= start]
+        return len(recent), (recent[0] if recent else start)
+
+    def on_event(self, now: float, sent_at: float, resumed_at: float, cooldown: float) -> None:
+        """A 429 event at ``now`` for a request sent at ``sent_at``; sending had resumed at
+        ``resumed_at`` after the previous cool-down; the new cool-down lasts ``cooldown``."""
+        rate = self.rate
+        if rate is None:
+            accepted, _ = self._count_since(resumed_at)
+            self._burst = float(accepted)
+            new = accepted / max(cooldown, 1.0)
+            self._slow_start = True
+        elif self._slow_start:
+            start = max(self._since, resumed_at)
+            accepted, _ = self._count_since(start)
+            through = max(0.0, accepted - min(self._burst, accepted / 4.0))
+            span = max(sent_at - start, 1e-3)  # the climb ended when the refused one was sent
+            limit = _solve_limit(through, rate, self._GROWTH, self._STEP, span)
+            new = self.settle * limit
             self._slow_start = False
         else:
-            # Too short to measure: what got through was the service's burst allowance.
-            self._burst_estimate = max(self._burst_estimate, float(accepted))
-            base = accepted / max(cooldown, 1.0)
-            new = base if current is None else min(current / 2.0, max(base, current / 4.0))
-            self._slow_start = True
+            sending = self.current(sent_at) or rate
+            accepted, first = self._count_since(max(resumed_at, now - self.window))
+            span = now - first
+            measured = accepted / span if span >= 0.5 else sending
+            new = self.backoff * min(sending, measured)
         self.rate = max(self.min_rate, new)
-        self._last_change = now + cooldown
+        self._since = now + cooldown
+
+
+def _solve_limit(accepted: float, r0: float, growth: float, step: float, span: float) -> float:
+    """The limit R for which ``integral over [0, span] of min(r0 * growth**(t/step), R)``
+    equals ``accepted``: what a service limited to R would have let through a slow start."""
+    k = math.log(growth) / step
+
+    def through(limit: float) -> float:
+        if limit <= r0:
+            return limit * span
+        t_star = min(span, math.log(limit / r0) / k)
+        return (r0 * math.exp(k * t_star) - r0) / k + limit * (span - t_star)
+
+    if accepted <= r0 * span:
+        return accepted / span
+    lo, hi = r0, r0 * math.exp(k * span)
+    if through(hi) <= accepted:
+        return hi
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if through(mid) < accepted:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+_BURST: Final = 5.0
 
 
 @attrs.define
@@ -168,7 +216,9 @@ class RateGate:
     :meth:`delay` answers "how long until this request may go?": 0 means go now (and the slot
     is taken). A 429 starts a cool-down that holds back *all* new requests until its
     ``Retry-After`` has passed. Pacing is GCRA (a token bucket without a timer): a burst of
-    ``rate / 20`` requests (50 ms worth, at least 1) may go at once, the rest are spaced evenly.
+    ``rate / 20`` requests (50 ms worth, at least 1 and at most ``_BURST``) may go at once, the
+    rest are spaced evenly. The burst stays small because the service's own bucket is unknown:
+    a burst larger than it is answered 429 even at an average rate under its limit.
     """
 
     rate: float | None = None
@@ -187,7 +237,7 @@ class RateGate:
         if rate is None:
             return 0.0
         interval = 1.0 / rate
-        tolerance = interval * max(0.0, rate / 20.0 - 1.0)
+        tolerance = interval * min(_BURST - 1.0, max(0.0, rate / 20.0 - 1.0))
         tat = self._tat if self._tat > now else now
         if tat - tolerance > now:
             return tat - tolerance - now
@@ -210,7 +260,7 @@ class RateGate:
             self.cooldown_until = until
         if event:
             if self.adaptive is not None and self.rate is None:
-                self.adaptive.on_event(now, self.resumed_at, cooldown)
+                self.adaptive.on_event(now, sent_at, self.resumed_at, cooldown)
             self.resumed_at = self.cooldown_until
             self._tat = 0.0
         return event

@@ -1,0 +1,298 @@
+"""Retry and rate decisions, with the clock and randomness injected: no sleeping, no I/O."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from tracker_links import RetryPolicy
+from tracker_links._policy import AdaptiveRate, RateGate
+
+# --- RetryPolicy ---------------------------------------------------------------------------
+
+
+def test_retry_policy_defaults_exactly() -> None:
+    policy = RetryPolicy()
+    assert policy == RetryPolicy(attempts=6, backoff_base=0.25, backoff_cap=30.0, deadline=120.0)
+    assert (policy.attempts, policy.backoff_base, policy.backoff_cap, policy.deadline) == (
+        6,
+        0.25,
+        30.0,
+        120.0,
+    )
+    assert repr(policy) == (
+        "RetryPolicy(attempts=6, backoff_base=0.25, backoff_cap=30.0, deadline=120.0)"
+    )
+
+
+def test_retry_policy_is_frozen() -> None:
+    policy = RetryPolicy()
+    with pytest.raises(AttributeError):
+        policy.attempts = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"attempts": 0},
+        {"attempts": -1},
+        {"backoff_base": 0},
+        {"backoff_base": -0.1},
+        {"backoff_cap": 0},
+        {"deadline": 0},
+        {"deadline": -5},
+        {"deadline": math.nan},
+        {"backoff_base": math.nan},
+    ],
+)
+def test_retry_policy_rejects_invalid_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "ceiling"),
+    [(1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (8, 30.0), (9, 30.0), (50, 30.0)],
+)
+def test_backoff_full_jitter_bounds_and_cap(attempt: int, ceiling: float) -> None:
+    policy = RetryPolicy()
+    assert policy.backoff(attempt, lambda: 0.0) == 0.0
+    assert policy.backoff(attempt, lambda: 0.5) == pytest.approx(ceiling / 2)
+    # random.random() is in [0, 1): the wait stays below the ceiling.
+    assert policy.backoff(attempt, lambda: 0.999999) < ceiling
+    assert policy.backoff(attempt, lambda: 0.999999) == pytest.approx(ceiling, rel=1e-5)
+
+
+def test_backoff_with_the_real_random_stays_within_bounds() -> None:
+    policy = RetryPolicy(backoff_base=1.0, backoff_cap=4.0)
+    for attempt in range(1, 10):
+        ceiling = min(4.0, 2.0 ** (attempt - 1))
+        for _ in range(50):
+            assert 0.0 <= policy.backoff(attempt) <= ceiling
+
+
+def test_next_delay_counts_the_first_try() -> None:
+    policy = RetryPolicy(attempts=3)
+    half = lambda: 0.5  # noqa: E731
+    assert policy.next_delay(1, 0.0, rand=half) == pytest.approx(0.125)
+    assert policy.next_delay(2, 0.0, rand=half) == pytest.approx(0.25)
+    assert policy.next_delay(3, 0.0, rand=half) is None  # three tries in all
+
+
+def test_one_attempt_disables_retries() -> None:
+    assert RetryPolicy(attempts=1).next_delay(1, 0.0, rand=lambda: 0.5) is None
+
+
+def test_retry_after_wins_over_backoff() -> None:
+    policy = RetryPolicy()
+    assert policy.next_delay(1, 0.0, retry_after=7.0, rand=lambda: 0.5) == 7.0
+    assert policy.next_delay(1, 0.0, retry_after=0.0, rand=lambda: 0.5) == 0.0
+
+
+def test_deadline_cuts_retrying_off() -> None:
+    policy = RetryPolicy(attempts=100, deadline=10.0)
+    assert policy.next_delay(1, 5.0, retry_after=5.0) == 5.0  # ends exactly at the deadline
+    assert policy.next_delay(1, 5.0, retry_after=5.01) is None  # would end after it
+    assert policy.next_delay(1, 10.5, retry_after=0.0) is None  # already past it
+    assert policy.next_delay(2, 9.9, rand=lambda: 0.5) is None  # backoff 0.25 > 0.1 left
+    assert policy.next_delay(2, 9.0, rand=lambda: 0.5) == pytest.approx(0.25)
+
+
+# --- RateGate: fixed rate -------------------------------------------------------------------
+
+
+def test_no_rate_means_no_pacing() -> None:
+    gate = RateGate()
+    assert all(gate.delay(0.0) == 0.0 for _ in range(1000))
+
+
+def test_fixed_rate_spacing_with_a_fake_clock() -> None:
+    gate = RateGate(rate=10.0)  # one every 0.1 s; a burst of rate/20 < 1 -> no burst
+    now = 0.0
+    sent: list[float] = []
+    while len(sent) < 20:
+        wait = gate.delay(now)
+        if wait == 0.0:
+            sent.append(now)
+        else:
+            assert wait > 0
+            now += wait
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert all(g == pytest.approx(0.1) for g in gaps)
+    assert sent[-1] == pytest.approx(1.9)
+
+
+def test_fixed_rate_allows_a_small_burst_then_paces() -> None:
+    gate = RateGate(rate=200.0)
+    burst = 0
+    while gate.delay(0.0) == 0.0:
+        burst += 1
+        assert burst < 100
+    assert 1 <= burst <= 10  # at most 50 ms worth at once
+    now = 0.0
+    sent = []
+    for _ in range(400):
+        wait = gate.delay(now)
+        if wait == 0.0:
+            sent.append(now)
+        else:
+            now += wait
+    # Over a long run the rate is the configured one.
+    assert len(sent) / (sent[-1] - sent[0]) == pytest.approx(200.0, rel=0.05)
+
+
+def test_idle_time_is_not_banked_beyond_the_burst() -> None:
+    gate = RateGate(rate=10.0)
+    assert gate.delay(0.0) == 0.0
+    # After a long pause only one request goes at once (burst 1 at 10/s).
+    assert gate.delay(100.0) == 0.0
+    assert gate.delay(100.0) == pytest.approx(0.1)
+
+
+# --- RateGate: cool-down --------------------------------------------------------------------
+
+
+def test_cooldown_holds_everything_until_its_end() -> None:
+    gate = RateGate()
+    assert gate.delay(0.0) == 0.0
+    assert gate.on_rate_limited(now=1.0, sent_at=0.9, cooldown=5.0) is True
+    assert gate.delay(1.0) == pytest.approx(5.0)
+    assert gate.delay(3.0) == pytest.approx(3.0)
+    assert gate.delay(5.999) == pytest.approx(0.001)
+    assert gate.delay(6.0) == 0.0
+    assert gate.delay(6.0) == 0.0
+
+
+def test_cooldown_applies_with_a_fixed_rate_too() -> None:
+    gate = RateGate(rate=1000.0)
+    gate.on_rate_limited(now=0.0, sent_at=0.0, cooldown=2.0)
+    assert gate.delay(1.0) == pytest.approx(1.0)
+    assert gate.delay(2.0) == 0.0
+
+
+def test_a_second_429_of_the_same_burst_is_not_a_new_event() -> None:
+    gate = RateGate()
+    # Three requests sent at t=0.0..0.2 all come back 429.
+    assert gate.on_rate_limited(now=0.5, sent_at=0.0, cooldown=2.0) is True
+    assert gate.on_rate_limited(now=0.6, sent_at=0.1, cooldown=2.0) is False
+    assert gate.on_rate_limited(now=0.7, sent_at=0.2, cooldown=2.0) is False
+    # A later 429 of the burst may extend the cool-down, never shorten it.
+    assert gate.delay(2.6) == pytest.approx(0.1)
+    gate.on_rate_limited(now=0.8, sent_at=0.2, cooldown=0.1)
+    assert gate.delay(2.6) == pytest.approx(0.1)
+    # A request sent after sending resumed that gets a 429 is a new event.
+    assert gate.delay(2.7) == 0.0
+    assert gate.on_rate_limited(now=3.0, sent_at=2.8, cooldown=1.0) is True
+    assert gate.delay(3.0) == pytest.approx(1.0)
+
+
+# --- adaptive rate ---------------------------------------------------------------------------
+
+
+def run_against_limit(
+    gate: RateGate,
+    limit: float,
+    start: float,
+    duration: float,
+    *,
+    burst: float = 20.0,
+    cooldown: float = 1.0,
+) -> tuple[float, int, int]:
+    """Send as fast as the gate allows at a service taking ``limit`` requests/s.
+
+    The service is a token bucket holding ``burst`` requests (the fake Tracker's default is
+    20). Returns the end time, the number of 429 events and the number of accepted requests.
+    """
+    now = start
+    tokens = burst
+    last = now
+    events = accepted = 0
+    while now < start + duration:
+        wait = gate.delay(now)
+        if wait > 0:
+            now += wait
+            continue
+        tokens = min(burst, tokens + (now - last) * limit)
+        last = now
+        if tokens >= 1.0:
+            tokens -= 1.0
+            accepted += 1
+            gate.on_accepted(now)
+        elif gate.on_rate_limited(now, now, cooldown):
+            events += 1
+        now += 0.0005  # each send costs a little time
+    return now, events, accepted
+
+
+def test_adaptive_has_no_limit_before_the_first_429() -> None:
+    adaptive = AdaptiveRate()
+    gate = RateGate(adaptive=adaptive)
+    assert adaptive.current(0.0) is None
+    for i in range(5000):
+        gate.on_accepted(i * 0.0001)
+        assert gate.delay(i * 0.0001) == 0.0
+    assert adaptive.current(1.0) is None
+
+
+def test_adaptive_limits_the_rate_after_a_429() -> None:
+    adaptive = AdaptiveRate()
+    gate = RateGate(adaptive=adaptive)
+    for i in range(200):  # 2 s at 100 requests/s, then a 429
+        gate.on_accepted(i * 0.01)
+    assert gate.on_rate_limited(now=2.0, sent_at=2.0, cooldown=1.0) is True
+    # Nothing goes during the cool-down...
+    assert gate.delay(2.5) == pytest.approx(0.5)
+    # ...and after it the client is paced: no longer everything at once.
+    assert adaptive.current(3.0) is not None
+    at_once = 0
+    while gate.delay(3.0) == 0.0:
+        at_once += 1
+        assert at_once < 100
+
+
+def settled(limit: float) -> tuple[RateGate, AdaptiveRate, float]:
+    adaptive = AdaptiveRate()
+    gate = RateGate(adaptive=adaptive)
+    end, events, _ = run_against_limit(gate, limit, start=0.0, duration=30.0)
+    assert events >= 1
+    return gate, adaptive, end
+
+
+@pytest.mark.parametrize("limit", [50.0, 200.0])
+def test_adaptive_lowers_on_a_429_then_rises_slowly(limit: float) -> None:
+    gate, adaptive, now = settled(limit)
+    before = adaptive.current(now)
+    assert before is not None
+    assert gate.on_rate_limited(now=now, sent_at=now, cooldown=1.0) is True
+    after = adaptive.current(now + 1.0)
+    assert after is not None
+    assert after < before
+    # Then it climbs back, slowly: under 1 % a second.
+    later = adaptive.current(now + 11.0)
+    assert later is not None
+    assert after < later < after * 1.1
+    # A 429 of the same burst (sent before the cool-down) changes nothing.
+    assert gate.on_rate_limited(now=now + 0.1, sent_at=now - 0.1, cooldown=1.0) is False
+    assert adaptive.current(now + 1.0) == after
+
+
+@pytest.mark.parametrize(("limit", "duration"), [(50.0, 300.0), (200.0, 120.0), (1000.0, 60.0)])
+def test_adaptive_long_job_settles_just_under_the_limit(limit: float, duration: float) -> None:
+    gate, adaptive, end = settled(limit)
+    _, events, accepted = run_against_limit(gate, limit, start=end, duration=duration)
+    assert accepted / duration >= 0.85 * limit  # close to the limit...
+    assert accepted <= limit * duration + 20  # ...never over it (the service would refuse)
+    assert events <= duration / 15  # a 429 event every 15 s at most
+    rate = adaptive.current(end + duration)
+    assert rate is not None
+    assert rate <= 1.05 * limit
+
+
+def test_a_fixed_rate_is_not_changed_by_429s() -> None:
+    gate = RateGate(rate=50.0, adaptive=AdaptiveRate())
+    gate.on_rate_limited(now=0.0, sent_at=0.0, cooldown=1.0)
+    assert gate.adaptive is not None
+    assert gate.adaptive.current(5.0) is None
+    assert gate.rate == 50.0
