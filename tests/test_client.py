@@ -861,3 +861,25 @@ async def test_fixed_rate_limit_spaces_requests(mock: respx.MockRouter, ft: Fake
         for i in range(1, 6):
             await client.links.get(f"Q-{i}")
     assert sent == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+async def test_a_cooldown_longer_than_the_deadline_fails_fast(
+    mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    route = mock.get(LINKS).mock(return_value=error(429, "slow down", **{"Retry-After": "3600"}))
+    async with make_client(ft, mock, retry=RetryPolicy(deadline=60.0)) as client:
+        with pytest.raises(RateLimitError) as first:
+            await client.links.get("TEST-1")
+        assert first.value.retry_after == 3600
+        # A later call does not sit out the hour-long cool-down in silence: it fails at once.
+        with pytest.raises(RateLimitError, match="cooling down") as second:
+            await client.links.get("TEST-1")
+    assert second.value.retry_after is not None
+    assert second.value.retry_after > 3000
+    assert route.call_count == 1
+    assert sum(ft.waits) < 60
+
+
+def test_max_concurrency_rejects_a_bool() -> None:
+    with pytest.raises(InvalidInputError, match="max_concurrency"):
+        TrackerClient(TOKEN, org_id="1", max_concurrency=True)

@@ -427,3 +427,17 @@ def test_register_link_type_symmetric() -> None:
     assert (
         LinkSpec("A-1", "B-2", "relates").canonical == LinkSpec("B-2", "A-1", "relates").canonical
     )
+
+
+def test_a_hex_id_target_matches_in_any_case() -> None:
+    from tracker_links import Direction, IssueRef, Link, LinkSpec, LinkType
+
+    link = Link(
+        id=1,
+        type=LinkType("depends"),
+        direction=Direction.OUTWARD,
+        target=IssueRef(key="TEST-2", id="593cd211ef7e8a332414f2a7"),
+    )
+    assert LinkSpec("TEST-1", "593CD211EF7E8A332414F2A7", "depends on").matches(link)
+    assert LinkSpec("TEST-1", "TEST-2", "depends on").matches(link)
+    assert not LinkSpec("TEST-1", "TEST-3", "depends on").matches(link)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tracker_links import RetryPolicy
+from tracker_links import InvalidInputError, RetryPolicy
 from tracker_links._policy import AdaptiveRate, RateGate
 
 # --- RetryPolicy ---------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def test_retry_policy_is_frozen() -> None:
     ],
 )
 def test_retry_policy_rejects_invalid_values(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+    with pytest.raises(InvalidInputError, match=next(iter(kwargs))):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 

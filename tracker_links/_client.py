@@ -104,7 +104,9 @@ class TrackerClient:
         _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
         _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
         self.base_url = _check_base_url(base_url)
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise InvalidInputError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        if max_concurrency < 1:
             raise InvalidInputError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
         if rate_limit is not None and not rate_limit > 0:
             raise InvalidInputError(

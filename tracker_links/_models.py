@@ -244,7 +244,11 @@ class Link:
 
     def points_to(self, target: str) -> bool:
         """Whether :attr:`target` is the issue with this key or 24-hex id."""
-        return target == self.target.key or target == self.target.id
+        ref = self.target
+        if target == ref.key:
+            return True
+        # Issue ids are hex: the service may write them in another case than the caller.
+        return ref.id is not None and target.lower() == ref.id.lower()
 
 
 def _to_relationship(value: Relationship | str) -> Relationship:

@@ -14,13 +14,15 @@ from typing import Final
 
 import attrs
 
+from ._exceptions import InvalidInputError
+
 __all__ = ["AdaptiveRate", "RateGate", "RetryPolicy"]
 
 
 def _positive(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
     def check(_: object, attr: attrs.Attribute[float], value: float) -> None:
         if not value > 0:
-            raise ValueError(f"RetryPolicy.{attr.name} must be > 0, got {value!r}")
+            raise InvalidInputError(f"RetryPolicy.{attr.name} must be > 0, got {value!r}")
 
     return check
 
@@ -46,7 +48,7 @@ class RetryPolicy:
 
     def __attrs_post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts!r}")
+            raise InvalidInputError(f"RetryPolicy.attempts must be >= 1, got {self.attempts!r}")
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed try number ``attempt`` (1-based): full jitter."""

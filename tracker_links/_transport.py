@@ -83,12 +83,22 @@ class Transport:
         self.clock = clock
         self.rand = rand
 
-    async def _admit(self) -> None:
+    async def _admit(self, req: _protocol.Request, deadline: float) -> None:
+        """Wait for the shared cool-down and the pacing; refuse a wait past ``deadline``."""
         gate, clock = self.gate, self.clock
         while True:
-            wait = gate.delay(clock())
+            now = clock()
+            wait = gate.delay(now)
             if wait <= 0:
                 return
+            if now + wait > deadline:
+                raise RateLimitError(
+                    f"the client is cooling down after a 429 for {wait:.1f}s more, "
+                    "past this call's retry deadline",
+                    method=req.method,
+                    url=self.base_url + req.path,
+                    retry_after=wait,
+                )
             await self.sleep(wait)
 
     async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
@@ -110,7 +120,7 @@ class Transport:
             error: TrackerError
             retry_after: float | None = None
             async with self.limiter:
-                await self._admit()
+                await self._admit(req, started + retry.deadline)
                 sent_at = clock()
                 try:
                     resp = await self.http.request(
@@ -127,6 +137,15 @@ class Transport:
                         url=url,
                     )
                     proven_unsent = isinstance(exc, _NOT_SENT)
+                    if debug:
+                        logger.debug(
+                            "%s %s -> no answer: %s (attempt %d, %.3fs)",
+                            req.method,
+                            req.path,
+                            type(exc).__name__,
+                            attempt,
+                            clock() - sent_at,
+                        )
                 else:
                     status = resp.status_code
                     now = clock()
