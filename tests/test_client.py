@@ -883,3 +883,17 @@ async def test_a_cooldown_longer_than_the_deadline_fails_fast(
 def test_max_concurrency_rejects_a_bool() -> None:
     with pytest.raises(InvalidInputError, match="max_concurrency"):
         TrackerClient(TOKEN, org_id="1", max_concurrency=True)
+
+
+@pytest.mark.parametrize(
+    "token", ["y0_AgAAA\u2026", "line\nbreak", "with space", "tab\there", "\x00"]
+)
+def test_a_token_that_cannot_be_a_header_is_refused_without_echo(token: str) -> None:
+    with pytest.raises(InvalidInputError, match="printable ASCII") as caught:
+        TrackerClient(token, org_id="1")
+    assert token not in str(caught.value)
+
+
+def test_an_org_id_may_be_a_number(ft: FakeTime) -> None:
+    client = TrackerClient(TOKEN, org_id=7654321)
+    assert "X-Org-ID" in repr(client)

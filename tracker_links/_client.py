@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.request
 from types import TracebackType
 from typing import Any
@@ -20,6 +21,7 @@ from ._transport import Clock, Sleep, Transport
 __all__ = ["TrackerClient"]
 
 DEFAULT_BASE_URL = "https://api.tracker.yandex.net"
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 _VERSION = "0.1.0"
 
 
@@ -53,13 +55,23 @@ def _check_base_url(base_url: str) -> str:
     )
 
 
-def _exactly_one(what: str, a: tuple[str, str | None], b: tuple[str, str | None]) -> None:
-    given = [name for name, value in (a, b) if value]
+def _exactly_one(what: str, a: tuple[str, object], b: tuple[str, object]) -> str:
+    given = [(name, value) for name, value in (a, b) if value]
     if len(given) != 1:
         raise InvalidInputError(
             f"give exactly one of {a[0]}= or {b[0]}= ({what}); got "
-            + (" and ".join(given) if given else "neither")
+            + (" and ".join(name for name, _ in given) if given else "neither")
         )
+    name, value = given[0]
+    if isinstance(value, int) and not isinstance(value, bool) and name.endswith("org_id"):
+        value = str(value)  # an organization id is a number; accept it as one
+    if not isinstance(value, str) or not _HEADER_SAFE.fullmatch(value):
+        # Never echo the value: it may be a secret.
+        raise InvalidInputError(
+            f"{name}= must be a string of printable ASCII without spaces "
+            "(it goes into an HTTP header); check for a stray newline or a pasted ellipsis"
+        )
+    return value
 
 
 class TrackerClient:
@@ -89,8 +101,8 @@ class TrackerClient:
         token: str | None = None,
         *,
         iam_token: str | None = None,
-        org_id: str | None = None,
-        cloud_org_id: str | None = None,
+        org_id: str | int | None = None,
+        cloud_org_id: str | int | None = None,
         base_url: str = DEFAULT_BASE_URL,
         rate_limit: float | None = None,
         max_concurrency: int = 16,
@@ -101,8 +113,8 @@ class TrackerClient:
         sleep: Sleep | None = None,
         clock: Clock | None = None,
     ) -> None:
-        _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
-        _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
+        secret = _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
+        org = _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
         self.base_url = _check_base_url(base_url)
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
             raise InvalidInputError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
@@ -120,8 +132,8 @@ class TrackerClient:
         self._auth_scheme = "OAuth" if token else "Bearer"
         self._org_header = "X-Org-ID" if org_id else "X-Cloud-Org-ID"
         headers = {
-            "Authorization": f"{self._auth_scheme} {token or iam_token}",
-            self._org_header: str(org_id or cloud_org_id),
+            "Authorization": f"{self._auth_scheme} {secret}",
+            self._org_header: org,
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": f"tracker-links/{_VERSION}",
