@@ -15,7 +15,15 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
@@ -569,7 +577,7 @@ def search_body(
     return {"filter": dict(filter)}
 
 
-async def search_keys(service: LinkService, body: dict[str, Any]) -> AsyncIterator[str]:
+async def search_keys(service: LinkService, body: dict[str, Any]) -> AsyncGenerator[str, None]:
     """Yield the key of every issue a search finds: pages below 10,000 issues, scroll above."""
     transport = service._transport
     resp = await transport.send(
@@ -631,9 +639,20 @@ def _int_header(value: str | None) -> int | None:
 
 def queue_links(service: LinkService, body: dict[str, Any]) -> AsyncIterator[IssueLinks]:
     concurrency = int(service._transport.limiter.total_tokens)
-    keys = search_keys(service, body)
 
     async def produce(send: ObjectSendStream[IssueLinks]) -> None:
-        await _fetch_each(service, keys, send.send)
+        # The pager runs ahead of the fetches (up to a few pages of keys), so waiting for the
+        # next page of the search never leaves the link requests idle.
+        keys_in, keys_out = anyio.create_memory_object_stream[str](3 * _PER_PAGE)
+        async with anyio.create_task_group() as tg:
+
+            async def pager() -> None:
+                async with keys_in, contextlib.aclosing(search_keys(service, body)) as keys:
+                    async for key in keys:
+                        await keys_in.send(key)
+
+            tg.start_soon(pager)
+            async with keys_out:
+                await _fetch_each(service, keys_out, send.send)
 
     return _stream(produce, concurrency)
