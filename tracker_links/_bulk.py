@@ -212,9 +212,33 @@ class LinksReport:
 # --- journal ---------------------------------------------------------------------------------
 
 
-def _digest(spec: LinkSpec) -> bytes:
+def digest(spec: LinkSpec) -> bytes:
     """A compact, collision-safe (96-bit) identity of a link, whichever way it is written."""
     return hashlib.blake2b("\x1f".join(spec.canonical).encode(), digest_size=12).digest()
+
+
+def journal_done(path: str | os.PathLike[str]) -> set[bytes]:
+    r"""The digests of the links a journal records as done (created or exists).
+
+    A missing file is an empty journal; a torn last line (a crash mid-write) and the lines of
+    failed items are passed over. Other ``OSError``\ s propagate.
+    """
+    done: set[bytes] = set()
+    try:
+        f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except FileNotFoundError:
+        return done
+    with f:
+        for line in f:
+            try:
+                data = json.loads(line)
+                if data.get("status") not in ("created", "exists"):
+                    continue
+                spec = LinkSpec(data["source"], data["target"], data["relationship"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            done.add(digest(spec))
+    return done
 
 
 class _Journal:
@@ -222,24 +246,8 @@ class _Journal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = path
-        self.done: set[bytes] = set()
-        try:
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    self._load(line)
-        except FileNotFoundError:
-            pass
+        self.done = journal_done(path)
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def _load(self, line: str) -> None:
-        try:
-            data = json.loads(line)
-            if data.get("status") not in ("created", "exists"):
-                return
-            spec = LinkSpec(data["source"], data["target"], data["relationship"])
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return  # a torn last line after a crash, or an item that never was a link
-        self.done.add(_digest(spec))
 
     def write(self, outcome: Outcome) -> None:
         # One write per line, flushed: a crash loses at most the line being written.
@@ -318,7 +326,7 @@ class _CreateRun:
                 if self.stopped is not None:
                     await self.emit(self._skipped(spec, index))
                     continue
-                key = _digest(spec)
+                key = digest(spec)
                 if await self._repeat(key, spec, index):
                     continue
                 self.waiting[key] = []

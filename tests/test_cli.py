@@ -1,0 +1,638 @@
+"""The command-line tool, end to end against the fake Tracker over loopback.
+
+Most tests run the CLI in process (``main(argv)`` returns the exit status); a few run it as a
+real subprocess. Every in-process run checks that no token shows in stdout or stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tracker_links import _cli
+from tracker_links._cli import _find_cycles, _Redacting, main
+from tracker_links.testing import FakeTracker
+
+TOKEN = "y0_secret-token-for-the-cli-tests"
+WRONG = "y0_wrong-token-never-valid"
+QUEUE = {"TEST": 30}
+
+pytestmark = pytest.mark.fake_tracker(token=TOKEN, queues=QUEUE)
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean environment: no credentials but the ones a test sets."""
+    for name in list(os.environ):
+        if name.startswith("TRACKER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "200")  # rich: do not fold long cells in the tables
+
+
+@pytest.fixture
+def served(
+    fake_tracker: FakeTracker, fake_tracker_url: str, monkeypatch: pytest.MonkeyPatch
+) -> FakeTracker:
+    """The fake over loopback, with the environment pointing at it."""
+    monkeypatch.setenv("TRACKER_BASE_URL", fake_tracker_url)
+    monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+    monkeypatch.setenv("TRACKER_ORG_ID", "1")
+    return fake_tracker
+
+
+class Run:
+    """``main(argv)`` with its exit status and captured output."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(list(argv))
+        out, err = self.capsys.readouterr()
+        for secret in (TOKEN, WRONG):
+            assert secret not in out
+            assert secret not in err
+        return code, out, err
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    return Run(capsys)
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+# --- real subprocesses ------------------------------------------------------------------------
+
+
+def test_python_m_help_and_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracker_links", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("get", "link", "unlink", "types", "bulk-link", "queue-links", "demo"):
+        assert command in proc.stdout
+    assert "TRACKER_TOKEN" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracker_links", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("tracker-links ")
+
+
+def test_python_m_bad_usage_is_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracker_links", "no-such-command"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr
+
+
+def test_fake_server_subprocess_then_commands_against_it(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tracker_links", "fake-server"),
+            *("--port", "0", "--queues", "TEST=5,OTHER=2", "--seed", "1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:\d+", first)
+        assert found, first + (proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
+        monkeypatch.setenv("TRACKER_BASE_URL", found.group(0))
+        monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+        monkeypatch.setenv("TRACKER_ORG_ID", "1")
+        code, out, _ = run("link", "TEST-1", "depends", "on", "OTHER-2")
+        assert code == 0, out
+        code, out, _ = run("get", "OTHER-2", "--json")
+        assert code == 0
+        assert json.loads(out)["relationship"] == "is dependent by"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out_rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in out_rest
+
+
+# --- single calls -----------------------------------------------------------------------------
+
+
+def test_types_table_and_json(served: FakeTracker, run: Run) -> None:
+    code, out, _ = run("types")
+    assert code == 0
+    assert "depends on / is dependent by" in out
+    code, out, _ = run("types", "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert {r["id"] for r in rows} >= {"relates", "depends", "subtask"}
+
+
+def test_link_get_unlink(served: FakeTracker, run: Run) -> None:
+    code, out, _ = run("link", "TEST-1", "depends on", "TEST-2")
+    assert code == 0
+    assert re.search(r"created link \d+: TEST-1 depends on TEST-2", out)
+    assert served.has_link("TEST-1", "TEST-2", "depends on")
+
+    # The same link the other way round: already there, not an error, not a second link.
+    code, out, _ = run("link", "TEST-2", "is", "dependent", "by", "TEST-1")
+    assert code == 0
+    assert "already exists" in out
+    assert len(served.links) == 1
+
+    code, out, _ = run("get", "TEST-1", "TEST-3")
+    assert code == 0
+    assert "TEST-2" in out
+    assert "(no links)" in out
+    code, out, _ = run("get", "TEST-2", "--json")
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["source"] == "TEST-2"
+    assert row["relationship"] == "is dependent by"
+    assert row["target"] == "TEST-1"
+
+    code, out, _ = run("unlink", "TEST-2", str(row["link_id"]))
+    assert code == 0
+    assert "deleted" in out
+    assert len(served.links) == 0
+    code, _, err = run("unlink", "TEST-2", str(row["link_id"]))
+    assert code == 1
+    assert "404" in err
+
+
+def test_get_missing_issue_is_exit_1(served: FakeTracker, run: Run) -> None:
+    code, _, err = run("get", "TEST-1", "TEST-999")
+    assert code == 1
+    assert "TEST-999" in err
+
+
+def test_usage_errors_send_nothing(served: FakeTracker, run: Run) -> None:
+    before = served.stats.total
+    for argv in (
+        ["get", "test-1"],
+        ["link", "TEST-1", "TEST-2"],
+        ["link", "TEST-1", "blocks", "TEST-2"],
+        ["link", "TEST-1", "relates", "TEST-1"],
+        ["unlink", "TEST-1", "abc"],
+        ["queue-links"],
+        ["queue-links", "TEST", "--query", "Queue: TEST"],
+        ["queue-links", "bad queue"],
+        ["bulk-link", "--rate-limit", "0", "x.csv"],
+        ["no-such-command"],
+    ):
+        code, _, err = run(*argv)
+        assert code == 2, (argv, err)
+        assert err
+    assert served.stats.total == before
+
+
+def test_missing_credentials_are_exit_2(
+    fake_tracker_url: str, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKER_BASE_URL", fake_tracker_url)
+    monkeypatch.setenv("TRACKER_ORG_ID", "1")
+    code, _, err = run("types")
+    assert code == 2
+    assert "TRACKER_TOKEN" in err
+    monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+    monkeypatch.delenv("TRACKER_ORG_ID")
+    code, _, err = run("types")
+    assert code == 2
+    assert "TRACKER_ORG_ID" in err
+    monkeypatch.setenv("TRACKER_ORG_ID", "1")
+    monkeypatch.setenv("TRACKER_IAM_TOKEN", WRONG)
+    code, _, err = run("types")
+    assert code == 2
+    assert "only one" in err
+
+
+def test_token_option_warns_and_never_shows(
+    fake_tracker_url: str, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKER_ORG_ID", "1")
+    code, out, err = run("--token", TOKEN, "--base-url", fake_tracker_url, "types")
+    assert code == 0
+    assert "process list" in err
+    assert "relates" in out
+    # The option after the command works the same.
+    code, _, err = run("types", f"--token={TOKEN}", "--base-url", fake_tracker_url)
+    assert code == 0
+    assert "process list" in err
+
+
+def test_a_token_echoed_by_mistake_is_masked(served: FakeTracker, run: Run) -> None:
+    # The token pasted where an issue key goes: the error message names the bad value, and
+    # the output filter masks it (Run checks that TOKEN is nowhere in the output).
+    code, _, err = run("link", TOKEN, "relates", "TEST-1")
+    assert code == 2
+    assert "***" in err
+
+
+def test_bad_token_is_exit_2_with_one_request(
+    served: FakeTracker, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKER_TOKEN", WRONG)
+    code, _, err = run("types")
+    assert code == 2
+    assert "authentication failed" in err
+
+    lines = "".join(f"TEST-{i},relates,TEST-{i + 10}\n" for i in range(1, 11))
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + lines)
+    report = tmp_path / "report.jsonl"
+    served.stats.reset()
+    code, out, _ = run("bulk-link", path, "--report", str(report))
+    assert code == 2
+    assert "authentication failed" in out
+    assert served.stats.count("POST") == 1  # one 401, then the batch stopped
+    statuses = [r["status"] for r in read_jsonl(report)]
+    assert statuses.count("failed") == 1
+    assert statuses.count("skipped") == 9
+    assert len(served.links) == 0
+
+    code, _, err = run("get", "TEST-1")
+    assert code == 2
+
+
+# --- bulk-link --------------------------------------------------------------------------------
+
+BAD_CSV = """\
+source,relationship,target
+TEST-1,depends on,TEST-2
+TEST-2,is dependent by,TEST-1
+
+TEST-3,blocks,TEST-4
+TEST-5,relates
+test-6,relates,TEST-7
+TEST-8,relates,TEST-8
+"TEST-9","is subtask for","TEST-10"
+TEST-11,relates,TEST-99
+TEST-12,duplicates,TEST-13,extra
+TEST-14,relates,TEST-15
+"""
+
+
+def test_bulk_link_csv_with_bad_lines(served: FakeTracker, run: Run, tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv", BAD_CSV)
+    report = tmp_path / "report.jsonl"
+    code, out, _ = run("bulk-link", path, "--report", str(report))
+    assert code == 1
+    # The good lines are created, once each.
+    assert served.has_link("TEST-1", "TEST-2", "depends on")
+    assert served.has_link("TEST-9", "TEST-10", "is subtask for")
+    assert served.has_link("TEST-14", "TEST-15", "relates")
+    assert len(served.links) == 3
+    # Each bad line is listed with its line number (the header is line 1).
+    for line, text in (
+        (5, "unknown relationship 'blocks'"),
+        (6, "missing target"),
+        (7, "invalid source issue key 'test-6'"),
+        (8, "two different issues"),
+        (10, "404"),
+        (11, "4 fields"),
+    ):
+        assert re.search(rf"line {line}: .*{re.escape(text)}", out), (line, out)
+    assert re.search(r"created\s+3", out)
+    assert re.search(r"exists\s+1", out)
+    assert re.search(r"failed\s+6", out)
+    assert str(report) in out
+    # The report: one outcome per data line, by line number.
+    records = {r["line"]: r for r in read_jsonl(report)}
+    assert sorted(records) == [2, 3, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert records[2]["status"] == "created"
+    assert records[3]["status"] == "exists"
+    assert records[3]["note"] in ("same link as line 2", "same link as an earlier line")
+    assert records[5]["status"] == "failed"
+    assert records[5]["input"] == "TEST-3,blocks,TEST-4"
+    assert records[10]["error"] == "NotFoundError"
+    assert records[12]["status"] == "created"
+
+
+def test_bulk_link_all_good_is_exit_0(served: FakeTracker, run: Run, tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv", "Source, Relationship ,TARGET\nTEST-1,relates,TEST-2\n")
+    code, out, _ = run("bulk-link", path)
+    assert code == 0, out
+    assert served.has_link("TEST-2", "TEST-1", "relates")
+
+
+def test_bulk_link_jsonl_from_stdin(
+    served: FakeTracker, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        '{"source": "TEST-1", "relationship": "relates", "target": "TEST-2"}\n'
+        "\n"
+        '{"source": "TEST-3"}\n'
+        "not json\n"
+        '{"source": "TEST-4", "relationship": "has epic", "target": 5}\n'
+        '{"source": "TEST-5", "relationship": "duplicates", "target": "TEST-6"}\n'
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    code, out, _ = run("bulk-link", "-")
+    assert code == 1
+    assert served.has_link("TEST-1", "TEST-2", "relates")
+    assert served.has_link("TEST-5", "TEST-6", "duplicates")
+    assert re.search(r"line 3: .*missing relationship and target", out)
+    assert re.search(r"line 4: .*not valid JSON", out)
+    assert re.search(r"line 5: .*target: expected a string", out)
+
+
+def test_bulk_link_dry_run_sends_nothing(served: FakeTracker, run: Run, tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv", BAD_CSV)
+    before = served.stats.total
+    code, out, err = run("bulk-link", path, "--dry-run")
+    assert served.stats.total == before
+    assert len(served.links) == 0
+    assert code == 1  # bad lines
+    # What would be sent, de-duplicated (TEST-2 is dependent by TEST-1 is the same link).
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["source", "relationship", "target"]
+    assert rows[1:] == [
+        ["TEST-1", "depends on", "TEST-2"],
+        ["TEST-9", "is subtask for", "TEST-10"],
+        ["TEST-11", "relates", "TEST-99"],
+        ["TEST-14", "relates", "TEST-15"],
+    ]
+    assert "nothing was sent" in err
+    assert re.search(r"repeats\s+1", err)
+    assert re.search(r"line 5: .*blocks", err)
+
+    good = write(
+        tmp_path, "good.jsonl", '{"source":"TEST-1","relationship":"relates","target":"TEST-2"}\n'
+    )
+    code, out, _ = run("bulk-link", good, "--dry-run")
+    assert code == 0
+    assert json.loads(out) == {"source": "TEST-1", "relationship": "relates", "target": "TEST-2"}
+    assert served.stats.total == before
+
+
+def test_bulk_link_resume_with_journal_sends_no_post(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    lines = "".join(f"TEST-{i},depends on,TEST-{i + 1}\n" for i in range(1, 21))
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + lines)
+    journal = str(tmp_path / "journal.jsonl")
+    code, out, _ = run("bulk-link", path, "--journal", journal, "--concurrency", "4")
+    assert code == 0, out
+    assert len(served.links) == 20
+    assert journal in out
+
+    served.stats.reset()
+    code, out, _ = run("bulk-link", path, "--journal", journal)
+    assert code == 0, out
+    assert served.stats.count("POST") == 0
+    assert served.stats.total == 0
+    assert re.search(r"exists\s+20", out)
+    assert re.search(r"created\s+0", out)
+
+    # A dry run with the journal knows that nothing is left to send.
+    code, out, err = run("bulk-link", path, "--journal", journal, "--dry-run")
+    assert code == 0
+    assert out.splitlines() == ["source,relationship,target"]
+    assert re.search(r"in the journal\s+20", err)
+    assert served.stats.total == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("", "is empty"),
+        ("\n\n", "is empty"),
+        ("a,b,c\nTEST-1,relates,TEST-2\n", "no usable header"),
+        ("TEST-1,relates,TEST-2\n", "no usable header"),
+        ("source,target\nTEST-1,TEST-2\n", "no column relationship"),
+    ],
+)
+def test_bulk_link_unusable_input_is_exit_2(
+    served: FakeTracker, run: Run, tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = str(tmp_path / "missing.csv") if content is None else write(tmp_path, "in.csv", content)
+    code, _, err = run("bulk-link", path)
+    assert code == 2
+    assert message in err
+    assert served.stats.total == 0
+
+
+def test_bulk_link_more_failures_than_shown(served: FakeTracker, run: Run, tmp_path: Path) -> None:
+    lines = "".join(f"TEST-{i},blocks,TEST-{i + 1}\n" for i in range(1, 26))
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + lines)
+    code, out, _ = run("bulk-link", path)
+    assert code == 1
+    assert "first 20 of 25" in out
+    assert "line 21:" in out
+    assert "line 22:" not in out
+    found = re.search(r"all 25: (\S+)", out)
+    assert found
+    try:
+        assert len(read_jsonl(found.group(1))) == 25
+    finally:
+        os.remove(found.group(1))
+    assert served.stats.total == 0
+
+
+# --- queue-links ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked(served: FakeTracker) -> FakeTracker:
+    """A dependency cycle written in mixed spellings, and a few other links."""
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    served.add_link("TEST-3", "TEST-2", "is dependent by")  # TEST-2 depends on TEST-3
+    served.add_link("TEST-3", "TEST-1", "depends on")
+    served.add_link("TEST-4", "TEST-1", "relates")
+    served.add_link("TEST-5", "TEST-6", "is subtask for")
+    served.add_link("TEST-6", "TEST-7", "depends on")
+    return served
+
+
+EXPECTED = {
+    ("TEST-1", "depends on", "TEST-2"),
+    ("TEST-2", "depends on", "TEST-3"),
+    ("TEST-3", "depends on", "TEST-1"),
+    ("TEST-1", "relates", "TEST-4"),
+    ("TEST-6", "is parent task for", "TEST-5"),
+    ("TEST-6", "depends on", "TEST-7"),
+}
+
+
+def test_queue_links_jsonl(linked: FakeTracker, run: Run) -> None:
+    code, out, err = run("queue-links", "TEST")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert {(r["source"], r["relationship"], r["target"]) for r in rows} == EXPECTED
+    assert len(rows) == len(EXPECTED)  # each link once, though read from both of its issues
+    assert "30 issues, 6 links" in err
+
+
+def test_queue_links_csv_to_file_is_reimportable(
+    linked: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    path = tmp_path / "links.csv"
+    code, out, _ = run("queue-links", "--query", "Queue: TEST", "--format", "csv", "-o", str(path))
+    assert code == 0
+    assert "6 links" in out  # the summary goes to stdout when the data goes to a file
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["source"], r["relationship"], r["target"]) for r in rows} == EXPECTED
+    # Fed back to bulk-link, every line is a link that exists already.
+    code, out, _ = run("bulk-link", str(path))
+    assert code == 0
+    assert re.search(r"exists\s+6", out)
+    assert len(linked.links) == 6
+
+
+def test_queue_links_dot(linked: FakeTracker, run: Run) -> None:
+    code, out, _ = run("queue-links", "TEST", "--format", "dot")
+    assert code == 0
+    assert out.startswith("digraph links {")
+    assert out.rstrip().endswith("}")
+    assert '"TEST-2" -> "TEST-3" [label="depends on"];' in out
+    assert '"TEST-1" -> "TEST-4" [label="relates", dir=none];' in out
+    assert out.count("->") == 6
+
+
+def test_queue_links_mermaid(linked: FakeTracker, run: Run) -> None:
+    code, out, _ = run("queue-links", "TEST", "--format", "mermaid")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "graph LR"
+    assert '  TEST_6["TEST-6"] -->|is parent task for| TEST_5["TEST-5"]' in lines
+    assert '  TEST_1["TEST-1"] ---|relates| TEST_4["TEST-4"]' in lines
+    assert len(lines) == 7
+
+
+def test_queue_links_cycles(linked: FakeTracker, run: Run) -> None:
+    code, out, _ = run("queue-links", "TEST", "--cycles")
+    assert code == 0
+    assert "1 dependency cycle(s)" in out
+    assert "1. TEST-1 -> TEST-2 -> TEST-3 -> TEST-1" in out
+    # With a format, the links go to stdout and the cycles to stderr.
+    code, out, err = run("queue-links", "TEST", "--cycles", "--format", "jsonl")
+    assert code == 0
+    assert len(out.splitlines()) == 6
+    assert "TEST-1 -> TEST-2 -> TEST-3 -> TEST-1" in err
+
+
+def test_queue_links_no_cycles(served: FakeTracker, run: Run) -> None:
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    code, out, _ = run("queue-links", "TEST", "--cycles")
+    assert code == 0
+    assert "no dependency cycles" in out
+
+
+def test_find_cycles_knots_and_long_chains() -> None:
+    graph = {f"A-{i}": {f"A-{i + 1}"} for i in range(1, 5000)}  # deep: no recursion limit
+    graph["A-5000"] = {"A-1"}
+    graph["B-1"] = {"B-2", "B-3"}
+    graph["B-2"] = {"B-1"}
+    graph["B-3"] = {"B-1"}
+    graph["C-1"] = {"C-2"}
+    cycles = _find_cycles(graph)
+    assert [(path[0], len(path), size) for path, size in cycles] == [
+        ("A-1", 5001, 5000),
+        ("B-1", 3, 3),
+    ]
+    assert cycles[1][0] == ["B-1", "B-2", "B-1"]
+
+
+# --- demo, output ----------------------------------------------------------------------------
+
+
+def test_demo_quick(run: Run) -> None:
+    started = time.monotonic()
+    code, out, _ = run("demo", "--quick", "--pairs", "80")
+    assert code == 0, out
+    assert "FAILED" not in out
+    assert out.count("[ok]") == 4
+    assert "the second run sent nothing" in out
+    assert "DEMO-1 -> DEMO-2 -> DEMO-3 -> DEMO-1" in out
+    assert "```mermaid" in out
+    assert re.search(r"demo finished in [\d.]+ s", out)
+    assert time.monotonic() - started < 30
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("rich", [True, False])
+def test_progress_on_a_terminal_only(
+    served: FakeTracker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rich: bool,
+) -> None:
+    if not rich:
+        monkeypatch.setitem(sys.modules, "rich", None)  # as if the extra were not installed
+    lines = "".join(f"TEST-{i},relates,TEST-{i + 1}\n" for i in range(1, 6))
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + lines)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["bulk-link", path]) == 0
+    drawn = terminal.getvalue()
+    assert "linking" in drawn
+    assert "5/5" in drawn
+    assert "created" in drawn
+
+    served.stats.reset()
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main(["bulk-link", path, "--quiet"]) == 0
+    assert quiet.getvalue() == ""
+
+
+def test_plain_text_without_rich(
+    served: FakeTracker, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    code, out, _ = run("get", "TEST-1")
+    assert code == 0
+    assert re.search(r"TEST-1\s+\d+\s+depends on\s+TEST-2", out)
+    code, out, _ = run("types")
+    assert code == 0
+    assert "type id" in out
+
+
+def test_redacting_stream() -> None:
+    inner = io.StringIO()
+    stream = _Redacting(inner, _cli._secrets(["--token", "abcdefgh-1234", "--token=zyxwvuts-9"]))
+    stream.write("a abcdefgh-1234 b zyxwvuts-9 c")
+    assert inner.getvalue() == "a *** b *** c"
+    assert _cli._secrets(["--token", "short"]) == []
