@@ -227,10 +227,24 @@ class RateGate:
     adaptive: AdaptiveRate | None = None
     cooldown_until: float = 0.0
     resumed_at: float = 0.0
+    epoch: int = 0
     _tat: float = 0.0
 
     def delay(self, now: float) -> float:
-        """0.0 and a slot taken, or the seconds to wait before asking again."""
+        """0.0 and a slot taken, or the seconds to wait before asking again (nothing taken)."""
+        return self._slot(now, book=False)
+
+    def reserve(self, now: float) -> float:
+        """Book the next slot and return the wait until it (0.0: go now).
+
+        Unlike :meth:`delay`, a positive answer is a booking: sleep that long, then go, unless
+        :attr:`epoch` changed meanwhile (a 429 started a cool-down and voided every booking).
+        One sleep per request, instead of every waiting request waking for every slot. During
+        a cool-down nothing is booked: the answer is the time left, and the caller asks again.
+        """
+        return self._slot(now, book=True)
+
+    def _slot(self, now: float, *, book: bool) -> float:
         if now < self.cooldown_until:
             return self.cooldown_until - now
         rate = self.rate
@@ -241,10 +255,11 @@ class RateGate:
         interval = 1.0 / rate
         tolerance = interval * min(_BURST - 1.0, max(0.0, rate / 20.0 - 1.0))
         tat = self._tat if self._tat > now else now
-        if tat - tolerance > now:
-            return tat - tolerance - now
+        wait = tat - tolerance - now
+        if wait > 0 and not book:
+            return wait
         self._tat = tat + interval
-        return 0.0
+        return max(0.0, wait)
 
     def on_accepted(self, now: float) -> None:
         """A request got an answer other than 429."""
@@ -265,6 +280,7 @@ class RateGate:
                 self.adaptive.on_event(now, sent_at, self.resumed_at, cooldown)
             self.resumed_at = self.cooldown_until
             self._tat = 0.0
+            self.epoch += 1
         return event
 
 

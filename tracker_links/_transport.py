@@ -84,14 +84,16 @@ class Transport:
         self.rand = rand
 
     async def _admit(self, req: _protocol.Request, deadline: float) -> None:
-        """Wait for the shared cool-down and the pacing; refuse a wait past ``deadline``."""
+        """Wait for the shared cool-down and a paced slot; refuse a wait past ``deadline``."""
         gate, clock = self.gate, self.clock
         while True:
             now = clock()
-            wait = gate.delay(now)
+            epoch = gate.epoch
+            wait = gate.reserve(now)
             if wait <= 0:
                 return
-            if now + wait > deadline:
+            cooling = now < gate.cooldown_until
+            if cooling and now + wait > deadline:
                 raise RateLimitError(
                     f"the client is cooling down after a 429 for {wait:.1f}s more, "
                     "past this call's retry deadline",
@@ -100,6 +102,8 @@ class Transport:
                     retry_after=wait,
                 )
             await self.sleep(wait)
+            if not cooling and gate.epoch == epoch:
+                return  # the booked slot is still good
 
     async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
         """Send ``req`` and return a 2xx answer, or raise the library's exception.
