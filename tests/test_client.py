@@ -902,9 +902,9 @@ def test_an_org_id_may_be_a_number(ft: FakeTime) -> None:
 async def test_paced_requests_sleep_once_each(mock: respx.MockRouter, ft: FakeTime) -> None:
     """Pacing books a slot per request: waiting requests do not all wake for every slot."""
     mock.get(path__startswith="/v2/issues/").mock(return_value=httpx.Response(200, json=[]))
-    async with make_client(ft, mock, rate_limit=10.0, max_concurrency=20) as client:
-        async with anyio.create_task_group() as tg:
-            for i in range(1, 41):
-                tg.start_soon(client.links.get, f"TEST-{i}")
+    client = make_client(ft, mock, rate_limit=10.0, max_concurrency=20)
+    async with client, anyio.create_task_group() as tg:
+        for i in range(1, 41):
+            tg.start_soon(client.links.get, f"TEST-{i}")
     assert len(ft.sleeps) <= 40
     assert ft.now == pytest.approx(3.9, abs=0.11)  # 40 requests at 10/s: the last at 3.9 s
