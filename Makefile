@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(BIN)/tracker-links demo
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks
 
 clean:
