@@ -13,8 +13,8 @@ import anyio
 import httpx
 
 from ._exceptions import InvalidInputError
+from ._http11 import FastTransport
 from ._policy import DEFAULT_RETRY, AdaptiveRate, RateGate, RetryPolicy
-from ._pool import ShardedTransport
 from ._service import LinkService
 from ._transport import Clock, Sleep, Transport
 
@@ -141,7 +141,7 @@ class TrackerClient:
         self._owns_http = http_client is None
         if http_client is None:
             if transport is None and not _proxies_from_env():
-                transport = ShardedTransport(max_concurrency)
+                transport = FastTransport(max_concurrency)
             http_client = httpx.AsyncClient(
                 headers=headers,
                 timeout=timeout,

@@ -97,6 +97,7 @@ class AdaptiveRate:
     __slots__ = (
         "_accepted",
         "_burst",
+        "_burst_span",
         "_since",
         "_slow_start",
         "backoff",
@@ -128,6 +129,7 @@ class AdaptiveRate:
         self.min_rate = min_rate
         self._accepted: collections.deque[float] = collections.deque()
         self._burst = 0.0
+        self._burst_span = 0.0
         self._slow_start = False
         self._since = 0.0
 
@@ -161,16 +163,20 @@ class AdaptiveRate:
         ``resumed_at`` after the previous cool-down; the new cool-down lasts ``cooldown``."""
         rate = self.rate
         if rate is None:
-            accepted, _ = self._count_since(resumed_at)
-            self._burst = float(accepted)
+            accepted, first = self._count_since(resumed_at)
+            # What got through before the first 429: the service's burst, plus its refill
+            # over this short span (subtracted once the limit is measured).
+            self._burst, self._burst_span = float(accepted), now - first
             new = accepted / max(cooldown, 1.0)
             self._slow_start = True
         elif self._slow_start:
             start = max(self._since, resumed_at)
             accepted, _ = self._count_since(start)
-            through = max(0.0, accepted - min(self._burst, accepted / 4.0))
             span = max(sent_at - start, 1e-3)  # the climb ended when the refused one was sent
-            limit = _solve_limit(through, rate, self._GROWTH, self._STEP, span)
+            limit = _solve_limit(accepted, rate, self._GROWTH, self._STEP, span)
+            for _ in range(3):  # burst and limit explain each other: settle both
+                burst = min(max(0.0, self._burst - limit * self._burst_span), accepted / 4.0)
+                limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
             new = self.settle * limit
             self._slow_start = False
         else:
@@ -247,14 +253,16 @@ class RateGate:
     def _slot(self, now: float, *, book: bool) -> float:
         if now < self.cooldown_until:
             return self.cooldown_until - now
+        tat = self._tat if self._tat > now else now
         rate = self.rate
         if rate is None and self.adaptive is not None:
-            rate = self.adaptive.current(now)
+            # The adaptive rate moves with time: book at the rate in force at the slot itself,
+            # so slots booked during a climb follow the climb.
+            rate = self.adaptive.current(tat)
         if rate is None:
             return 0.0
         interval = 1.0 / rate
         tolerance = interval * min(_BURST - 1.0, max(0.0, rate / 20.0 - 1.0))
-        tat = self._tat if self._tat > now else now
         wait = tat - tolerance - now
         if wait > 0 and not book:
             return wait
