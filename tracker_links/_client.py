@@ -139,9 +139,10 @@ class TrackerClient:
             "User-Agent": f"tracker-links/{_VERSION}",
         }
         self._owns_http = http_client is None
+        direct: httpx.AsyncBaseTransport | None = None
         if http_client is None:
             if transport is None and not _proxies_from_env():
-                transport = FastTransport(max_concurrency)
+                transport = direct = FastTransport(max_concurrency)
             http_client = httpx.AsyncClient(
                 headers=headers,
                 timeout=timeout,
@@ -169,6 +170,8 @@ class TrackerClient:
             max_concurrency=max_concurrency,
             rate=gate,
             retry=self.retry,
+            direct=direct,
+            timeout=timeout,
             **kwargs,
         )
         self.links = LinkService(self._transport)
