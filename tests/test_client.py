@@ -908,3 +908,13 @@ async def test_paced_requests_sleep_once_each(mock: respx.MockRouter, ft: FakeTi
             tg.start_soon(client.links.get, f"TEST-{i}")
     assert len(ft.sleeps) <= 40
     assert ft.now == pytest.approx(3.9, abs=0.11)  # 40 requests at 10/s: the last at 3.9 s
+
+
+async def test_respx_mock_sees_the_requests_of_a_default_client() -> None:
+    """The library's own transport steps aside while respx has patched httpcore."""
+    with respx.mock(base_url=BASE) as router:
+        route = router.get(LINKS).respond(200, json=[])
+        async with TrackerClient(TOKEN, org_id="1") as client:
+            assert await client.links.get("TEST-1") == []
+    assert route.call_count == 1
+    assert route.calls.last.request.headers["Authorization"] == f"OAuth {TOKEN}"
