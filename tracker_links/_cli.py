@@ -434,19 +434,22 @@ def _client(args: argparse.Namespace, *, concurrency: int = _DEFAULT_CONCURRENCY
         "rate_limit": args.rate_limit,
         "timeout": args.timeout,
     }
+
+    def exactly_one_set(names: Sequence[str], missing: str) -> None:
+        given = [name for name in names if env.get(name)]
+        if not given:
+            raise _UsageError(missing)
+        if len(given) > 1:
+            raise _UsageError(f"both {' and '.join(given)} are set: keep only one of them")
+
     if args.token:
         overrides["token"] = args.token
     else:
-        given = [name for name in _TOKEN_VARS if env.get(name)]
-        if not given:
-            raise _UsageError(
-                "no credential: set TRACKER_TOKEN (an OAuth token) or TRACKER_IAM_TOKEN (an IAM "
-                "token) in the environment"
-            )
-        if len(given) > 1:
-            raise _UsageError(
-                "both TRACKER_TOKEN and TRACKER_IAM_TOKEN are set: keep only one of them"
-            )
+        exactly_one_set(
+            _TOKEN_VARS,
+            "no credential: set TRACKER_TOKEN (an OAuth token) or TRACKER_IAM_TOKEN (an IAM "
+            "token) in the environment",
+        )
     if args.org_id and args.cloud_org_id:
         raise _UsageError("give --org-id or --cloud-org-id, not both")
     if args.org_id:
@@ -454,16 +457,11 @@ def _client(args: argparse.Namespace, *, concurrency: int = _DEFAULT_CONCURRENCY
     elif args.cloud_org_id:
         overrides["cloud_org_id"] = args.cloud_org_id
     else:
-        given = [name for name in _ORG_VARS if env.get(name)]
-        if not given:
-            raise _UsageError(
-                "no organization: set TRACKER_ORG_ID (Yandex 360) or TRACKER_CLOUD_ORG_ID "
-                "(Yandex Cloud), or pass --org-id / --cloud-org-id"
-            )
-        if len(given) > 1:
-            raise _UsageError(
-                "both TRACKER_ORG_ID and TRACKER_CLOUD_ORG_ID are set: keep only one of them"
-            )
+        exactly_one_set(
+            _ORG_VARS,
+            "no organization: set TRACKER_ORG_ID (Yandex 360) or TRACKER_CLOUD_ORG_ID "
+            "(Yandex Cloud), or pass --org-id / --cloud-org-id",
+        )
     if args.base_url:
         overrides["base_url"] = args.base_url
     try:
