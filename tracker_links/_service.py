@@ -173,7 +173,14 @@ class LinkService:
 
         ``specs`` is any iterable or async iterable of :class:`LinkSpec` or
         ``(source, target, relationship)`` tuples, read lazily: memory stays bounded however
-        long it is. The same link given twice (in either spelling) is created once.
+        long it is. The same link given twice (in either spelling) is created once. To stop
+        before the end, close it where you use it, as with any async generator that runs
+        tasks::
+
+            async with contextlib.aclosing(client.links.create_many(specs)) as outcomes:
+                async for outcome in outcomes:
+                    if outcome.status is OutcomeStatus.FAILED:
+                        break
         """
         from ._bulk import create_many
 
