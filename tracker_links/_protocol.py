@@ -23,11 +23,12 @@ from ._exceptions import (
     ServerError,
     TrackerError,
 )
-from ._models import Relationship, validate_key, validate_link_id
+from ._models import LinkSpec, Relationship, validate_key, validate_link_id
 
 __all__ = [
     "Request",
     "create_link",
+    "create_request",
     "decode_json",
     "delete_link",
     "error_for",
@@ -62,14 +63,17 @@ def get_links(issue: str) -> Request:
 
 
 def create_link(issue: str, target: str, relationship: Relationship | str) -> Request:
-    """``POST /v2/issues/<issue>/links`` with ``{"relationship": …, "issue": target}``."""
-    rel = Relationship.parse(relationship)
-    source = validate_key(issue, "source issue key")
-    target = validate_key(target, "target issue key")
-    if source == target:
-        raise InvalidInputError(f"a link needs two different issues; got {source!r} twice")
-    body = json.dumps({"relationship": rel.value, "issue": target}).encode()
-    return Request("POST", f"/v2/issues/{source}/links", body=body)
+    """``POST /v2/issues/<issue>/links`` with ``{"relationship": …, "issue": target}``.
+
+    Validates as :class:`LinkSpec` does: the same keys, relationships and self-link rule.
+    """
+    return create_request(LinkSpec(issue, target, relationship))
+
+
+def create_request(spec: LinkSpec) -> Request:
+    """The create request for an already validated :class:`LinkSpec` (no second check)."""
+    body = json.dumps({"relationship": spec.relationship.value, "issue": spec.target}).encode()
+    return Request("POST", f"/v2/issues/{spec.source}/links", body=body)
 
 
 def delete_link(issue: str, link_id: int | str) -> Request:

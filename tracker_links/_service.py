@@ -71,7 +71,7 @@ class LinkService:
     async def _create(self, spec: LinkSpec, *, exist_ok: bool = False) -> tuple[Link, int]:
         """The safe create; also returns how many POSTs were sent (for bulk reports)."""
         issue, target = spec.source, spec.target
-        req = _protocol.create_link(issue, target, spec.relationship)
+        req = _protocol.create_request(spec)
         transport = self._transport
         uncertain = False
         attempts = 0
