@@ -77,7 +77,7 @@ class Transport:
     ) -> None:
         self.http = http
         # The library's own transport, called without the AsyncClient layer around it (request
-        # merging, auth and redirect flows, cookie extraction: ~40% of the CPU per request).
+        # merging, auth and redirect flows, cookie extraction: ~17% of the CPU per request).
         self._direct = direct
         self._direct_headers = httpx.Headers(http.headers) if direct is not None else None
         self._direct_ext = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
