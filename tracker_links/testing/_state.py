@@ -24,7 +24,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
 from datetime import datetime, timezone
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import attrs
@@ -384,66 +384,52 @@ class _Scroll:
         self.tokens: dict[str, int] = {}
 
 
-class _LinksView(Mapping[int, StoredLink]):
-    """A live, read-only view of the stored links: link id -> :class:`StoredLink`."""
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
-    __slots__ = ("_lock", "_recs")
 
-    def __init__(self, recs: dict[int, _Rec], lock: threading.Lock) -> None:
-        self._recs = recs
+class _View(Mapping[_K, _V]):
+    """A live, read-only view of one of the fake's tables, each row shown as ``project(row)``.
+
+    Iteration and :meth:`values` / :meth:`items` take a consistent snapshot under the fake's
+    lock (safe while a server thread writes).
+    """
+
+    __slots__ = ("_lock", "_noun", "_project", "_rows")
+
+    def __init__(
+        self, rows: dict[_K, Any], lock: threading.Lock, project: Callable[[Any], _V], noun: str
+    ) -> None:
+        self._rows = rows
         self._lock = lock
+        self._project = project
+        self._noun = noun
 
-    def __getitem__(self, link_id: int) -> StoredLink:
-        return self._recs[link_id].link
+    def __getitem__(self, key: _K) -> _V:
+        return self._project(self._rows[key])
 
     def __len__(self) -> int:
-        return len(self._recs)
+        return len(self._rows)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[_K]:
         with self._lock:
-            return iter(list(self._recs))
-
-    def __contains__(self, link_id: object) -> bool:
-        return link_id in self._recs
-
-    def values(self) -> ValuesView[StoredLink]:
-        """A consistent snapshot of the links (safe while a server thread writes)."""
-        with self._lock:
-            return {i: r.link for i, r in self._recs.items()}.values()
-
-    def items(self) -> ItemsView[int, StoredLink]:
-        """A consistent snapshot of ``(id, link)`` pairs."""
-        with self._lock:
-            return {i: r.link for i, r in self._recs.items()}.items()
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} links>"
-
-
-class _IssuesView(Mapping[str, FakeIssue]):
-    """A live, read-only view of the issues: key -> :class:`FakeIssue`."""
-
-    __slots__ = ("_by_key", "_lock")
-
-    def __init__(self, by_key: dict[str, _Issue], lock: threading.Lock) -> None:
-        self._by_key = by_key
-        self._lock = lock
-
-    def __getitem__(self, key: str) -> FakeIssue:
-        return self._by_key[key].info
-
-    def __len__(self) -> int:
-        return len(self._by_key)
-
-    def __iter__(self) -> Iterator[str]:
-        with self._lock:
-            return iter(list(self._by_key))
+            return iter(list(self._rows))
 
     def __contains__(self, key: object) -> bool:
-        return key in self._by_key
+        return key in self._rows
+
+    def values(self) -> ValuesView[_V]:
+        """A consistent snapshot of the rows."""
+        with self._lock:
+            return {k: self._project(r) for k, r in self._rows.items()}.values()
+
+    def items(self) -> ItemsView[_K, _V]:
+        """A consistent snapshot of ``(key, row)`` pairs."""
+        with self._lock:
+            return {k: self._project(r) for k, r in self._rows.items()}.items()
 
     def __repr__(self) -> str:
-        return f"<{len(self)} issues>"
+        return f"<{len(self)} {self._noun}>"
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int | Reply:
@@ -537,9 +523,13 @@ class TrackerState:
         self._bucket_at: float | None = None
         self._scrolls: dict[str, _Scroll] = {}
         self._scroll_seq = 0
-        self.links: Mapping[int, StoredLink] = _LinksView(self._recs, self._lock)
+        self.links: Mapping[int, StoredLink] = _View(
+            self._recs, self._lock, lambda rec: rec.link, "links"
+        )
         """The stored links, a live read-only mapping: link id -> :class:`StoredLink`."""
-        self.issues: Mapping[str, FakeIssue] = _IssuesView(self._by_key, self._lock)
+        self.issues: Mapping[str, FakeIssue] = _View(
+            self._by_key, self._lock, lambda issue: issue.info, "issues"
+        )
         """The issues, a live read-only mapping: key -> :class:`FakeIssue`."""
 
         for queue, count in (queues or {}).items():
