@@ -33,6 +33,7 @@ from anyio.abc import ObjectSendStream
 from . import _protocol
 from ._exceptions import AuthError, InvalidInputError, TrackerError
 from ._models import Link, LinkSpec, Relationship, validate_key
+from ._transport import Slots
 
 if TYPE_CHECKING:
     from ._service import LinkService
@@ -294,7 +295,7 @@ class _CreateRun:
         self.service = service
         self.emit_outcome = emit
         self.journal = journal
-        self.concurrency = int(service._transport.limiter.total_tokens)
+        self.concurrency = service._transport.limiter.total
         # Finished links, as sets of 12-byte digests (~85 bytes each: 200,000 specs cost ~17 MB
         # where a dict of (index, ok) tuples cost 37), and those in flight with their copies.
         self.succeeded: set[bytes] = set()
@@ -308,7 +309,7 @@ class _CreateRun:
         await self.emit_outcome(outcome)
 
     async def run(self, specs: Iterable[SpecInput] | AsyncIterable[SpecInput]) -> None:
-        slots = anyio.Semaphore(2 * self.concurrency)
+        slots = Slots(2 * self.concurrency)
         first = True
         async with _reading(specs) as items, anyio.create_task_group() as tg:
             index = -1
@@ -364,9 +365,7 @@ class _CreateRun:
         note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
         return Outcome(spec, OutcomeStatus.SKIPPED, index=index, note=note)
 
-    async def _create_task(
-        self, key: bytes, spec: LinkSpec, index: int, slots: anyio.Semaphore
-    ) -> None:
+    async def _create_task(self, key: bytes, spec: LinkSpec, index: int, slots: Slots) -> None:
         try:
             await self._create(key, spec, index)
         finally:
@@ -468,7 +467,7 @@ def create_many(
     *,
     journal: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[Outcome]:
-    concurrency = int(service._transport.limiter.total_tokens)
+    concurrency = service._transport.limiter.total
 
     async def produce(send: ObjectSendStream[Outcome]) -> None:
         jr = _Journal(journal) if journal is not None else None
@@ -490,8 +489,8 @@ async def _fetch_each(
     emit: Callable[[IssueLinks], Awaitable[None]],
 ) -> None:
     """GET the links of every key (each once), at most 2x the concurrency in flight."""
-    concurrency = int(service._transport.limiter.total_tokens)
-    slots = anyio.Semaphore(2 * concurrency)
+    concurrency = service._transport.limiter.total
+    slots = Slots(2 * concurrency)
     seen: set[str] = set()
 
     async def one(key: str) -> None:
@@ -522,7 +521,7 @@ async def _fetch_each(
 def get_many(
     service: LinkService, keys: Iterable[str] | AsyncIterable[str]
 ) -> AsyncIterator[IssueLinks]:
-    concurrency = int(service._transport.limiter.total_tokens)
+    concurrency = service._transport.limiter.total
 
     async def produce(send: ObjectSendStream[IssueLinks]) -> None:
         await _fetch_each(service, keys, send.send)
@@ -646,7 +645,7 @@ def _int_header(value: str | None) -> int | None:
 
 
 def queue_links(service: LinkService, body: dict[str, Any]) -> AsyncIterator[IssueLinks]:
-    concurrency = int(service._transport.limiter.total_tokens)
+    concurrency = service._transport.limiter.total
 
     async def produce(send: ObjectSendStream[IssueLinks]) -> None:
         # The pager runs ahead of the fetches (up to a few pages of keys), so waiting for the

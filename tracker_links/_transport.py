@@ -5,6 +5,7 @@ Every exception the network can raise is mapped to the library's own here, in on
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import time
@@ -37,6 +38,51 @@ class Response:
     status: int
     headers: httpx.Headers
     content: bytes
+
+
+class Slots:
+    """A counting limiter whose fast path does not yield to the event loop.
+
+    anyio's ``CapacityLimiter`` and ``Semaphore`` pass through a checkpoint on every acquire
+    (measured: 8-10 µs an acquire/release on asyncio, against 0.5 µs here). Under the limit
+    this takes a slot at once; at the limit it queues (FIFO) on an ``anyio.Event`` and a
+    release hands the slot straight to the first waiter. A waiter cancelled after it was handed
+    a slot passes it on, so no slot is ever lost.
+    """
+
+    __slots__ = ("_free", "_waiters", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._waiters: collections.deque[anyio.Event] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self.release()  # handed a slot, then cancelled: pass it on
+            else:
+                self._waiters.remove(event)
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()
+        else:
+            self._free += 1
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
 
 class UncertainError(TrackerError):
@@ -83,7 +129,7 @@ class Transport:
         self._direct_ext = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
         self.base_url = base_url.rstrip("/")
         self._headers = dict(headers) if headers else None
-        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        self.limiter = Slots(max_concurrency)
         self.gate = rate
         self.retry = retry
         self.sleep = sleep
