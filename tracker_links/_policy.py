@@ -97,7 +97,6 @@ class AdaptiveRate:
     __slots__ = (
         "_accepted",
         "_burst",
-        "_burst_span",
         "_since",
         "_slow_start",
         "backoff",
@@ -129,7 +128,6 @@ class AdaptiveRate:
         self.min_rate = min_rate
         self._accepted: collections.deque[float] = collections.deque()
         self._burst = 0.0
-        self._burst_span = 0.0
         self._slow_start = False
         self._since = 0.0
 
@@ -163,20 +161,17 @@ class AdaptiveRate:
         ``resumed_at`` after the previous cool-down; the new cool-down lasts ``cooldown``."""
         rate = self.rate
         if rate is None:
-            accepted, first = self._count_since(resumed_at)
-            # What got through before the first 429: the service's burst, plus its refill
-            # over this short span (subtracted once the limit is measured).
-            self._burst, self._burst_span = float(accepted), now - first
+            accepted, _ = self._count_since(resumed_at)
+            # What got through before the first 429: mostly the service's burst allowance.
+            self._burst = float(accepted)
             new = accepted / max(cooldown, 1.0)
             self._slow_start = True
         elif self._slow_start:
             start = max(self._since, resumed_at)
             accepted, _ = self._count_since(start)
             span = max(sent_at - start, 1e-3)  # the climb ended when the refused one was sent
-            limit = _solve_limit(accepted, rate, self._GROWTH, self._STEP, span)
-            for _ in range(3):  # burst and limit explain each other: settle both
-                burst = min(max(0.0, self._burst - limit * self._burst_span), accepted / 4.0)
-                limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
+            burst = min(self._burst, accepted / 4.0)
+            limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
             new = self.settle * limit
             self._slow_start = False
         else:
@@ -184,7 +179,9 @@ class AdaptiveRate:
             accepted, first = self._count_since(max(resumed_at, now - self.window))
             span = now - first
             measured = accepted / span if span >= 0.5 else sending
-            new = self.backoff * min(sending, measured)
+            # A 429 soon after resuming means the rate is well over the limit: back off more.
+            factor = self.backoff if now - resumed_at >= 2.0 else self.backoff**3
+            new = factor * min(sending, measured)
         self.rate = max(self.min_rate, new)
         self._since = now + cooldown
 
