@@ -16,7 +16,6 @@ import os
 import re
 import time
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -56,6 +55,9 @@ T = TypeVar("T")
 _PER_PAGE: Final = 100
 _PER_SCROLL: Final = 1000
 _SCROLL_ABOVE: Final = 10_000
+_PAGES_AHEAD: Final = 4
+
+Emit = Callable[[T], Awaitable[None]]
 
 
 class OutcomeStatus(enum.Enum):
@@ -584,35 +586,54 @@ def search_body(
     return {"filter": dict(filter)}
 
 
-async def search_keys(service: LinkService, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-    """Yield the key of every issue a search finds: pages below 10,000 issues, scroll above."""
+async def search_keys(service: LinkService, body: dict[str, Any], send: Emit[str]) -> None:
+    """Send the key of every issue a search finds: pages below 10,000 issues, scroll above.
+
+    In page mode, once the first page tells how many pages there are, the rest are fetched a
+    few at a time (``_PAGES_AHEAD``), so enumerating never leaves the link requests waiting.
+    """
     transport = service._transport
-    resp = await transport.send(
-        _protocol.search_issues(body, {"perPage": _PER_PAGE, "page": 1, "fields": "key"})
-    )
+
+    def page_request(page: int) -> _protocol.Request:
+        params: dict[str, str | int] = {"perPage": _PER_PAGE, "page": page, "fields": "key"}
+        return _protocol.search_issues(body, params)
+
+    async def send_keys(content: bytes) -> int:
+        issues = _protocol.decode_json(content)
+        for issue in issues:
+            await send(str(issue["key"]))
+        return len(issues)
+
+    resp = await transport.send(page_request(1))
     total = _int_header(resp.headers.get("x-total-count"))
     if total is not None and total > _SCROLL_ABOVE:
         async for key in _scroll_keys(service, body):
-            yield key
+            await send(key)
         return
     pages = _int_header(resp.headers.get("x-total-pages"))
+    got = await send_keys(resp.content)
+    if pages is not None:
+        window = Slots(_PAGES_AHEAD)
+
+        async def fetch(page: int) -> None:
+            try:
+                await send_keys((await transport.send(page_request(page))).content)
+            finally:
+                window.release()
+
+        async with anyio.create_task_group() as tg:
+            for page in range(2, pages + 1):
+                await window.acquire()
+                tg.start_soon(fetch, page)
+        return
+    # No page count: follow the pages one by one while they say there is more.
     page = 1
-    while True:
-        issues = _protocol.decode_json(resp.content)
-        for issue in issues:
-            yield str(issue["key"])
+    while got and (
+        "next" in _protocol.parse_link_header(resp.headers.get("link")) or got >= _PER_PAGE
+    ):
         page += 1
-        more = (
-            page <= pages
-            if pages is not None
-            else "next" in _protocol.parse_link_header(resp.headers.get("link"))
-            or len(issues) >= _PER_PAGE
-        )
-        if not more or not issues:
-            return
-        resp = await transport.send(
-            _protocol.search_issues(body, {"perPage": _PER_PAGE, "page": page, "fields": "key"})
-        )
+        resp = await transport.send(page_request(page))
+        got = await send_keys(resp.content)
 
 
 async def _scroll_keys(service: LinkService, body: dict[str, Any]) -> AsyncIterator[str]:
@@ -654,9 +675,8 @@ def queue_links(service: LinkService, body: dict[str, Any]) -> AsyncIterator[Iss
         async with anyio.create_task_group() as tg:
 
             async def pager() -> None:
-                async with keys_in, contextlib.aclosing(search_keys(service, body)) as keys:
-                    async for key in keys:
-                        await keys_in.send(key)
+                async with keys_in:
+                    await search_keys(service, body, keys_in.send)
 
             tg.start_soon(pager)
             async with keys_out:
