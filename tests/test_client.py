@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -35,45 +35,14 @@ from tracker_links import (
     TransportError,
 )
 
+from .helpers import BASE, FakeTime, error
+
 pytestmark = pytest.mark.anyio
 
-BASE = "https://api.tracker.yandex.net"
 TOKEN = "y0_AgAAAAB-secret-oauth-token-4f9c1e"
 IAM = "t1.9euelZq-secret-iam-token-77aa01"
 LINKS = "/v2/issues/TEST-1/links"
 ERROR = {"errors": {}, "errorMessages": ["Something is wrong"], "statusCode": 0}
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; every sleep is recorded."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[tuple[str, float]] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append((str(anyio.get_current_task().name), seconds))
-        wake = self.now + seconds
-        await anyio.lowlevel.checkpoint()
-        self.now = max(self.now, wake)
-
-    @property
-    def waits(self) -> list[float]:
-        return [s for _, s in self.sleeps]
-
-
-@pytest.fixture
-def ft() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
 
 
 def make_client(ft: FakeTime, router: respx.MockRouter | None, **kwargs: Any) -> TrackerClient:
@@ -89,11 +58,6 @@ def make_client(ft: FakeTime, router: respx.MockRouter | None, **kwargs: Any) ->
     if "iam_token" not in kwargs:
         kwargs.setdefault("token", TOKEN)
     return TrackerClient(sleep=ft.sleep, clock=ft.clock, **kwargs)
-
-
-def error(status: int, *messages: str, **headers: str) -> httpx.Response:
-    body = {"errors": {}, "errorMessages": list(messages), "statusCode": status}
-    return httpx.Response(status, json=body, headers=headers)
 
 
 def link_json(link_id: int = 1048570, target: str = "TEST-2") -> dict[str, Any]:

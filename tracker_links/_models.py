@@ -240,7 +240,7 @@ class Link:
     @property
     def relationship(self) -> Relationship | None:
         """The relationship of the requested issue to :attr:`target`, or ``None`` if unknown."""
-        return _RELATIONSHIP_OF.get((self.type.id, self.direction))
+        return relationship_of(self.type.id, self.direction)
 
     def points_to(self, target: str) -> bool:
         """Whether :attr:`target` is the issue with this key or 24-hex id."""

@@ -1,0 +1,36 @@
+"""Test doubles shared by the respx-based test modules."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import httpx
+
+BASE = "https://api.tracker.yandex.net"
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps; every sleep is recorded (task, seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[tuple[str, float]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append((str(anyio.get_current_task().name), seconds))
+        wake = self.now + seconds
+        await anyio.lowlevel.checkpoint()
+        self.now = max(self.now, wake)
+
+    @property
+    def waits(self) -> list[float]:
+        return [s for _, s in self.sleeps]
+
+
+def error(status: int, *messages: str, **headers: str) -> httpx.Response:
+    """An answer in the service's error shape."""
+    body = {"errors": {}, "errorMessages": list(messages), "statusCode": status}
+    return httpx.Response(status, json=body, headers=headers)
