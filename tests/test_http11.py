@@ -22,8 +22,9 @@ import httpx
 import pytest
 from anyio.abc import SocketAttribute
 
-from tracker_links import TrackerClient
-from tracker_links._http11 import FastTransport
+from tracker_links import RetryPolicy, ServerError, TrackerClient
+from tracker_links._http11 import FastTransport, safe_path
+from tracker_links._protocol import Request
 from tracker_links.testing import FakeTracker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("error::ResourceWarning")]
@@ -345,17 +346,17 @@ async def test_framing_in_pieces(
 ) -> None:
     transport = FastTransport(1)
     with anyio.CancelScope() as scope:
-        response, reused = await transport._read_response(_Pieces(data, size), scope, None, head)
-    assert await response.aread() == body
-    assert reused is reusable
+        answer = await transport._read_response(_Pieces(data, size), scope, None, head)
+    assert answer.body == body
+    assert answer.reusable is reusable
 
 
 async def test_bytes_after_the_response_prevent_reuse() -> None:
     transport = FastTransport(1)
     with anyio.CancelScope() as scope:
         stream = _Pieces(ok(b"hello") + b"junk", 1000)
-        response, reused = await transport._read_response(stream, scope, None, False)
-    assert (await response.aread(), reused) == (b"hello", False)
+        answer = await transport._read_response(stream, scope, None, False)
+    assert (answer.body, answer.reusable) == (b"hello", False)
 
 
 MALFORMED = [
@@ -661,6 +662,110 @@ async def test_tls_with_a_self_signed_certificate() -> None:
         async with client(FastTransport(1, verify=False)) as http:
             assert (await http.get(f"https://localhost:{port}/")).text == "ok"
         tg.cancel_scope.cancel()
+
+
+# -- the lean path: prepare() once, send_raw() per request ------------------------------------
+
+TIMEOUTS = dict.fromkeys(("connect", "read", "write", "pool"), 5.0)
+
+
+def prepared(transport: FastTransport, url: str, **headers: str) -> Any:
+    return transport.prepare(httpx.URL(url), httpx.Headers({**HEADERS, **headers}))
+
+
+async def test_send_raw_writes_the_prepared_head_and_body() -> None:
+    transport = FastTransport(2)
+    async with scripted([ok(b"[1]", b"X-Total-Count: 7")]) as srv:
+        prep = prepared(transport, srv.url + "/api/", Accept="application/json")
+        status, headers, body = await transport.send_raw(
+            prep, "POST", "/v2/issues/TEST-1/links", b'{"a": 1}', TIMEOUTS
+        )
+        assert (status, body) == (200, b"[1]")
+        assert (b"X-Total-Count", b"7") in headers
+        assert (await transport.send_raw(prep, "GET", "/v2/x", None, TIMEOUTS))[2] == b"ok"
+    await transport.aclose()
+    post, get = srv.requests
+    head, _, body = post.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /api/v2/issues/TEST-1/links HTTP/1.1"
+    assert lines[1] == b"Host: " + srv.url.removeprefix("http://").encode()
+    assert {b"Authorization: OAuth t", b"X-Org-ID: 1", b"Accept: application/json"} <= set(lines)
+    assert b"Content-Length: 8" in lines
+    assert body == b'{"a": 1}'
+    assert get.startswith(b"GET /api/v2/x HTTP/1.1\r\n")
+    assert b"content-length" not in get.lower()  # no body, no length
+    assert srv.accepted == 1  # one keep-alive connection for both
+
+
+async def test_send_raw_decodes_gzip_and_reads_no_body_after_head() -> None:
+    text = b'{"hello": "world"}' * 50
+    replies = [
+        ok(gzip.compress(text), b"Content-Encoding: gzip"),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+    ]
+    transport = FastTransport(1)
+    async with scripted(*([r] for r in replies)) as srv:
+        prep = prepared(transport, srv.url)
+        assert (await transport.send_raw(prep, "GET", "/z", None, TIMEOUTS))[2] == text
+        status, headers, body = await transport.send_raw(prep, "HEAD", "/h", None, TIMEOUTS)
+        assert (status, body, (b"Content-Length", b"5") in headers) == (200, b"", True)
+        assert (await transport.send_raw(prep, "GET", "/z", None, TIMEOUTS))[2] == b"ok"
+    await transport.aclose()
+    assert srv.accepted == 1
+
+
+async def test_send_raw_read_timeout_and_connection_close_header() -> None:
+    transport = FastTransport(1)
+    async with scripted([HANG]) as srv:
+        prep = prepared(transport, srv.url)
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.send_raw(prep, "GET", "/", None, {**TIMEOUTS, "read": 0.05})
+        await srv.wait_closed(1)
+        closing = prepared(transport, srv.url, Connection="close")
+        assert (await transport.send_raw(closing, "GET", "/", None, TIMEOUTS))[2] == b"ok"
+        await srv.wait_closed(2)  # not kept: the request said "close"
+    await transport.aclose()
+
+
+def test_prepare_refuses_header_injection_and_other_schemes() -> None:
+    transport = FastTransport(1)
+    with pytest.raises(httpx.LocalProtocolError):
+        prepared(transport, "http://127.0.0.1/", **{"X-Evil": "a\r\nX-Injected: 1"})
+    with pytest.raises(httpx.UnsupportedProtocol):
+        prepared(transport, "ftp://127.0.0.1/")
+
+
+@pytest.mark.parametrize(
+    ("path", "safe"),
+    [
+        ("/v2/issues/TEST-1/links", True),
+        ("/v2/issues/5f1e0123456789abcdefABCD/links/42", True),
+        ("/v2/linktypes", True),
+        ("/v2/issues/a b/links", False),
+        ("/v2/x?y=1", False),
+        ("/v2/%zz", False),
+        ("/v2/\u043a\u043b\u044e\u0447", False),
+        ("/v2/x\r\nX: 1", False),
+        ("v2/x", False),
+    ],
+)
+def test_safe_path(path: str, safe: bool) -> None:
+    assert safe_path(path) is safe
+
+
+async def test_client_sends_other_paths_through_httpx() -> None:
+    # Paths the lean path would have to quote (none the library builds today) go through
+    # httpx, which quotes them, and the same pool of connections.
+    async with scripted([b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"]) as srv:
+        retry = RetryPolicy(attempts=1)
+        async with TrackerClient("t", org_id="1", base_url=srv.url, retry=retry) as tracker:
+            with pytest.raises(ServerError):
+                await tracker._transport.send(Request("GET", "/v2/odd path"))
+            resp = await tracker._transport.send(Request("GET", "/v2/issues/TEST-1/links"))
+            assert resp.content == b"ok"
+    assert srv.requests[0].startswith(b"GET /v2/odd%20path HTTP/1.1\r\n")
+    assert srv.requests[1].startswith(b"GET /v2/issues/TEST-1/links HTTP/1.1\r\n")
+    assert srv.accepted == 1
 
 
 # -- the fake Tracker and the library -------------------------------------------------------

@@ -139,7 +139,7 @@ class TrackerClient:
             "User-Agent": f"tracker-links/{_VERSION}",
         }
         self._owns_http = http_client is None
-        direct: httpx.AsyncBaseTransport | None = None
+        direct: FastTransport | None = None
         if http_client is None:
             if transport is None and not _proxies_from_env():
                 transport = direct = FastTransport(max_concurrency)
