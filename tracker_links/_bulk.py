@@ -304,6 +304,8 @@ class _CreateRun:
         self.failed: set[bytes] = set()
         self.waiting: dict[bytes, list[tuple[int, LinkSpec]]] = {}
         self.stopped: AuthError | None = None
+        self.index = -1  # of the last input item read
+        self.exhausted = False
 
     async def emit(self, outcome: Outcome) -> None:
         if self.journal is not None:
@@ -311,35 +313,60 @@ class _CreateRun:
         await self.emit_outcome(outcome)
 
     async def run(self, specs: Iterable[SpecInput] | AsyncIterable[SpecInput]) -> None:
-        slots = Slots(2 * self.concurrency)
-        first = True
-        async with _reading(specs) as items, anyio.create_task_group() as tg:
-            index = -1
-            async for item in items:
-                index += 1
-                try:
-                    spec = LinkSpec.coerce(item)
-                except InvalidInputError as exc:
-                    await self.emit(Outcome(item, OutcomeStatus.FAILED, error=exc, index=index))
-                    continue
-                except Exception as exc:  # a spec whose fields are not even strings
-                    err = InvalidInputError(f"cannot read a link spec from {item!r}: {exc}")
-                    await self.emit(Outcome(item, OutcomeStatus.FAILED, error=err, index=index))
-                    continue
-                if self.stopped is not None:
-                    await self.emit(self._skipped(spec, index))
-                    continue
-                key = digest(spec)
-                if await self._repeat(key, spec, index):
-                    continue
-                self.waiting[key] = []
-                if first:
-                    # The first create goes alone: a bad token then costs one 401, not dozens.
-                    first = False
-                    await self._create(key, spec, index)
-                    continue
-                await slots.acquire()
-                tg.start_soon(self._create_task, key, spec, index, slots)
+        async with _reading(specs) as items:
+            # The first create goes alone: a bad token then costs one 401, not dozens.
+            job = await self._next_job(items)
+            if job is None:
+                return
+            await self._create(*job)
+            # Then one worker per slot of the client's concurrency, each reading its next item
+            # when it is free (a task per item cost ~10% of the CPU per request).
+            reading = Slots(1)  # one reader at a time: an async source may suspend mid-item
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.concurrency):
+                    tg.start_soon(self._worker, items, reading)
+
+    async def _worker(self, items: AsyncIterator[SpecInput], reading: Slots) -> None:
+        while True:
+            async with reading:
+                job = await self._next_job(items)
+            if job is None:
+                return
+            await self._create(*job)
+
+    async def _next_job(
+        self, items: AsyncIterator[SpecInput]
+    ) -> tuple[bytes, LinkSpec, int] | None:
+        """Read input until an item needs a request; settle the others (bad, repeats) on the way.
+
+        Returns the item's digest, spec and index, or None at the end of the input.
+        """
+        while not self.exhausted:
+            try:
+                item = await items.__anext__()
+            except StopAsyncIteration:
+                self.exhausted = True
+                break
+            self.index += 1
+            index = self.index
+            try:
+                spec = LinkSpec.coerce(item)
+            except InvalidInputError as exc:
+                await self.emit(Outcome(item, OutcomeStatus.FAILED, error=exc, index=index))
+                continue
+            except Exception as exc:  # a spec whose fields are not even strings
+                err = InvalidInputError(f"cannot read a link spec from {item!r}: {exc}")
+                await self.emit(Outcome(item, OutcomeStatus.FAILED, error=err, index=index))
+                continue
+            if self.stopped is not None:
+                await self.emit(self._skipped(spec, index))
+                continue
+            key = digest(spec)
+            if await self._repeat(key, spec, index):
+                continue
+            self.waiting[key] = []
+            return key, spec, index
+        return None
 
     async def _repeat(self, key: bytes, spec: LinkSpec, index: int) -> bool:
         """Handle an input item whose link is done, in flight, or in the journal."""
@@ -366,12 +393,6 @@ class _CreateRun:
     def _skipped(self, spec: LinkSpec, index: int) -> Outcome:
         note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
         return Outcome(spec, OutcomeStatus.SKIPPED, index=index, note=note)
-
-    async def _create_task(self, key: bytes, spec: LinkSpec, index: int, slots: Slots) -> None:
-        try:
-            await self._create(key, spec, index)
-        finally:
-            slots.release()
 
     async def _create(self, key: bytes, spec: LinkSpec, index: int) -> None:
         if self.stopped is not None:
@@ -490,24 +511,18 @@ async def _fetch_each(
     keys: Iterable[str] | AsyncIterable[str],
     emit: Callable[[IssueLinks], Awaitable[None]],
 ) -> None:
-    """GET the links of every key (each once), at most 2x the concurrency in flight."""
-    concurrency = service._transport.limiter.total
-    slots = Slots(2 * concurrency)
+    """GET the links of every key (each once): one worker per slot of the concurrency."""
     seen: set[str] = set()
+    exhausted = False
 
-    async def one(key: str) -> None:
-        try:
+    async def next_key(items: AsyncIterator[str]) -> str | None:
+        nonlocal exhausted
+        while not exhausted:
             try:
-                links = await service.get(key)
-            except TrackerError as exc:
-                await emit(IssueLinks(key, [], exc))
-            else:
-                await emit(IssueLinks(key, links))
-        finally:
-            slots.release()
-
-    async with _reading(keys) as items, anyio.create_task_group() as tg:
-        async for key in items:
+                key = await items.__anext__()
+            except StopAsyncIteration:
+                exhausted = True
+                break
             if key in seen:
                 continue
             seen.add(key)
@@ -516,8 +531,26 @@ async def _fetch_each(
             except InvalidInputError as exc:
                 await emit(IssueLinks(key, [], exc))
                 continue
-            await slots.acquire()
-            tg.start_soon(one, key)
+            return key
+        return None
+
+    async def worker(items: AsyncIterator[str], reading: Slots) -> None:
+        while True:
+            async with reading:
+                key = await next_key(items)
+            if key is None:
+                return
+            try:
+                links = await service.get(key)
+            except TrackerError as exc:
+                await emit(IssueLinks(key, [], exc))
+            else:
+                await emit(IssueLinks(key, links))
+
+    async with _reading(keys) as items, anyio.create_task_group() as tg:
+        reading = Slots(1)  # one reader at a time: an async source may suspend mid-item
+        for _ in range(service._transport.limiter.total):
+            tg.start_soon(worker, items, reading)
 
 
 def get_many(
