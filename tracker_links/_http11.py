@@ -405,37 +405,36 @@ class FastTransport(httpx.AsyncBaseTransport):
         failures are those of :meth:`handle_async_request`, and while httpcore is patched
         (respx) the request goes through httpx's own transport the same way.
         """
-        if _httpcore_patched():
-            return await self._send_through_httpx(prepared, method, path, body, timeouts)
+        if _httpcore_patched():  # as handle_async_request does, for respx to see it
+            request = httpx.Request(
+                method,
+                str(prepared.base_url).rstrip("/") + path,
+                headers=prepared.headers,
+                content=body,
+                extensions={"timeout": dict(timeouts)},
+            )
+            response = await self._through_httpcore().handle_async_request(request)
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+            return response.status_code, response.headers.raw, content
         url = prepared.base_url
         pool = self._pools.get((url.raw_scheme, url.raw_host, url.port))
         if pool is None:
             pool = self._new_pool(url)
-        if body:
-            data = b"".join(
-                (
-                    _METHODS.get(method) or method.encode("ascii"),
-                    b" ",
-                    prepared.prefix,
-                    path.encode("ascii"),
-                    b" HTTP/1.1\r\n",
-                    prepared.block,
-                    b"Content-Length: %d\r\n\r\n" % len(body),
-                    body,
-                )
+        data = b"".join(
+            (
+                _METHODS.get(method) or method.encode("ascii"),
+                b" ",
+                prepared.prefix,
+                path.encode("ascii"),
+                b" HTTP/1.1\r\n",
+                prepared.block,
+                b"Content-Length: %d\r\n\r\n" % len(body) if body else b"\r\n",
+                body or b"",
             )
-        else:
-            data = b"".join(
-                (
-                    _METHODS.get(method) or method.encode("ascii"),
-                    b" ",
-                    prepared.prefix,
-                    path.encode("ascii"),
-                    b" HTTP/1.1\r\n",
-                    prepared.block,
-                    b"\r\n",
-                )
-            )
+        )
         answer = await self._exchange(pool, data, prepared.keep_alive, timeouts, method == "HEAD")
         if answer.coded:  # gzip and the like: httpx's decoders
             response = httpx.Response(
@@ -443,28 +442,6 @@ class FastTransport(httpx.AsyncBaseTransport):
             )
             return answer.status, answer.headers, response.read()
         return answer.status, answer.headers, answer.body
-
-    async def _send_through_httpx(
-        self,
-        prepared: Prepared,
-        method: str,
-        path: str,
-        body: bytes | None,
-        timeouts: Mapping[str, float | None],
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        request = httpx.Request(
-            method,
-            str(prepared.base_url).rstrip("/") + path,
-            headers=prepared.headers,
-            content=body,
-            extensions={"timeout": dict(timeouts)},
-        )
-        response = await self._through_httpcore().handle_async_request(request)
-        try:
-            content = await response.aread()
-        finally:
-            await response.aclose()
-        return response.status_code, response.headers.raw, content
 
     # -- one exchange on a pooled connection ------------------------------------------
 
