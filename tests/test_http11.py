@@ -727,6 +727,13 @@ async def test_send_raw_read_timeout_and_connection_close_header() -> None:
     await transport.aclose()
 
 
+def test_prepared_repr_names_headers_without_their_values() -> None:
+    prep = prepared(FastTransport(1), "http://127.0.0.1/", Authorization="OAuth s3cret-token")
+    assert "s3cret" not in repr(prep)
+    assert "authorization" in repr(prep).lower()
+    assert b"Authorization: OAuth s3cret-token\r\n" in prep.block
+
+
 def test_prepare_refuses_header_injection_and_other_schemes() -> None:
     transport = FastTransport(1)
     with pytest.raises(httpx.LocalProtocolError):

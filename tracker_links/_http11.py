@@ -103,14 +103,31 @@ def safe_path(path: str) -> bool:
     return _SAFE_PATH.fullmatch(path) is not None
 
 
-class Prepared(NamedTuple):
-    """A base URL and its request headers as bytes (:meth:`FastTransport.prepare`)."""
+class Prepared:
+    """A base URL and its request headers as bytes (:meth:`FastTransport.prepare`).
 
-    base_url: httpx.URL
-    headers: httpx.Headers
-    prefix: bytes  # the base URL's path, without a trailing slash
-    block: bytes  # the header lines, each ending in CRLF (Host included)
-    keep_alive: bool
+    The header block holds the credentials: the repr names the headers, never their values.
+    """
+
+    __slots__ = ("base_url", "block", "headers", "keep_alive", "prefix")
+
+    def __init__(
+        self,
+        base_url: httpx.URL,
+        headers: httpx.Headers,
+        prefix: bytes,
+        block: bytes,
+        keep_alive: bool,
+    ) -> None:
+        self.base_url = base_url
+        self.headers = headers
+        self.prefix = prefix  # the base URL's path, without a trailing slash
+        self.block = block  # the header lines, each ending in CRLF (Host included)
+        self.keep_alive = keep_alive
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.headers.keys())
+        return f"<Prepared {self.base_url} headers: {names}>"
 
 
 class _Answer(NamedTuple):
