@@ -335,6 +335,64 @@ async def test_queue_links_bad_input_raises_before_any_request() -> None:
     assert fake.stats.total == 0
 
 
+def chain(n: int) -> list[tuple[str, str, str]]:
+    return [(f"TEST-{i}", f"TEST-{i + 1}", "relates") for i in range(1, n + 1)]
+
+
+async def collect(items: AsyncIterator[Any], into: list[Any]) -> None:
+    async for item in items:
+        into.append(item)
+
+
+async def test_failing_input_finishes_what_is_in_flight_then_raises_its_own_error(
+    tmp_path: Path,
+) -> None:
+    fake = FakeTracker(queues={"TEST": 100})
+
+    def specs() -> Iterator[tuple[str, str, str]]:
+        yield from chain(39)
+        raise ValueError("the source broke")
+
+    journal = tmp_path / "links.jsonl"
+    async with client_for(fake) as client:
+        # The input's own exception, not an exception group around it.
+        with pytest.raises(ValueError, match="the source broke"):
+            await client.links.bulk_create(specs(), journal=journal)
+    assert len(fake.links) == 39  # nothing read before the failure is dropped
+    assert len(journal.read_text().splitlines()) == 39
+
+
+async def test_failing_async_input_of_create_many_and_get_many() -> None:
+    fake = FakeTracker(queues={"TEST": 100})
+
+    async def specs() -> AsyncIterator[tuple[str, str, str]]:
+        for spec in chain(20):
+            yield spec
+        raise ValueError("the source broke")
+
+    def keys() -> Iterator[str]:
+        yield from ("TEST-1", "TEST-2")
+        raise KeyError("no more keys")
+
+    async with client_for(fake) as client:
+        outcomes: list[Any] = []
+        with pytest.raises(ValueError, match="the source broke"):
+            await collect(client.links.create_many(specs()), outcomes)
+        assert sorted(o.index for o in outcomes) == list(range(20))
+        got: list[Any] = []
+        with pytest.raises(KeyError, match="no more keys"):
+            await collect(client.links.get_many(keys()), got)
+        assert sorted(item.key for item in got) == ["TEST-1", "TEST-2"]
+
+
+async def test_queue_links_search_failure_is_raised_as_it_is() -> None:
+    fake = FakeTracker(queues={"TEST": 10}, token="the-right-one")
+    async with client_for(fake, token="a-wrong-one") as client:
+        with pytest.raises(AuthError):
+            await collect(client.links.queue_links("TEST"), [])
+    assert fake.stats.count("GET") == 0
+
+
 async def test_report_writes_json_lines(tmp_path: Path) -> None:
     fake = FakeTracker(queues={"TEST": 5})
     async with client_for(fake) as client:

@@ -306,6 +306,7 @@ class _CreateRun:
         self.stopped: AuthError | None = None
         self.index = -1  # of the last input item read
         self.exhausted = False
+        self.input_error: Exception | None = None  # the input itself raised this
 
     async def emit(self, outcome: Outcome) -> None:
         if self.journal is not None:
@@ -316,15 +317,16 @@ class _CreateRun:
         async with _reading(specs) as items:
             # The first create goes alone: a bad token then costs one 401, not dozens.
             job = await self._next_job(items)
-            if job is None:
-                return
-            await self._create(*job)
-            # Then one worker per slot of the client's concurrency, each reading its next item
-            # when it is free (a task per item cost ~10% of the CPU per request).
-            reading = Slots(1)  # one reader at a time: an async source may suspend mid-item
-            async with anyio.create_task_group() as tg:
-                for _ in range(self.concurrency):
-                    tg.start_soon(self._worker, items, reading)
+            if job is not None:
+                await self._create(*job)
+                # Then one worker per slot of the client's concurrency, each reading its next
+                # item when it is free (a task per item cost ~10% of the CPU per request).
+                reading = Slots(1)  # one reader at a time: an async source may suspend
+                async with anyio.create_task_group() as tg:
+                    for _ in range(self.concurrency):
+                        tg.start_soon(self._worker, items, reading)
+        if self.input_error is not None:
+            raise self.input_error
 
     async def _worker(self, items: AsyncIterator[SpecInput], reading: Slots) -> None:
         while True:
@@ -346,6 +348,10 @@ class _CreateRun:
                 item = await items.__anext__()
             except StopAsyncIteration:
                 self.exhausted = True
+                break
+            except Exception as exc:  # the input failed: finish what is in flight, then raise
+                self.exhausted = True
+                self.input_error = exc
                 break
             self.index += 1
             index = self.index
@@ -467,11 +473,15 @@ async def _stream(
     ``contextlib.aclosing`` before ``break``), as with any async generator holding a task group.
     """
     send, receive = anyio.create_memory_object_stream[T](buffer)
+    failed: list[Exception] = []
     async with anyio.create_task_group() as tg:
 
         async def producer() -> None:
             async with send:
-                await produce(send)
+                try:
+                    await produce(send)
+                except Exception as exc:  # raised below as it is, not in an exception group
+                    failed.append(exc)
 
         tg.start_soon(producer)
         async with receive:
@@ -482,6 +492,8 @@ async def _stream(
                     # Closed early (``aclosing`` + ``break``): stop the work, end cleanly.
                     tg.cancel_scope.cancel()
                     return
+    if failed:
+        raise failed[0]
 
 
 def create_many(
@@ -514,14 +526,19 @@ async def _fetch_each(
     """GET the links of every key (each once): one worker per slot of the concurrency."""
     seen: set[str] = set()
     exhausted = False
+    input_error: Exception | None = None
 
     async def next_key(items: AsyncIterator[str]) -> str | None:
-        nonlocal exhausted
+        nonlocal exhausted, input_error
         while not exhausted:
             try:
                 key = await items.__anext__()
             except StopAsyncIteration:
                 exhausted = True
+                break
+            except Exception as exc:  # the input failed: finish what is in flight, then raise
+                exhausted = True
+                input_error = exc
                 break
             if key in seen:
                 continue
@@ -551,6 +568,8 @@ async def _fetch_each(
         reading = Slots(1)  # one reader at a time: an async source may suspend mid-item
         for _ in range(service._transport.limiter.total):
             tg.start_soon(worker, items, reading)
+    if input_error is not None:
+        raise input_error
 
 
 def get_many(
@@ -705,14 +724,20 @@ def queue_links(service: LinkService, body: dict[str, Any]) -> AsyncIterator[Iss
         # The pager runs ahead of the fetches (up to a few pages of keys), so waiting for the
         # next page of the search never leaves the link requests idle.
         keys_in, keys_out = anyio.create_memory_object_stream[str](3 * _PER_PAGE)
+        failed: list[Exception] = []
         async with anyio.create_task_group() as tg:
 
             async def pager() -> None:
                 async with keys_in:
-                    await search_keys(service, body, keys_in.send)
+                    try:
+                        await search_keys(service, body, keys_in.send)
+                    except Exception as exc:  # the keys listed so far are fetched, then this
+                        failed.append(exc)
 
             tg.start_soon(pager)
             async with keys_out:
                 await _fetch_each(service, keys_out, send.send)
+        if failed:
+            raise failed[0]
 
     return _stream(produce, concurrency)
