@@ -22,7 +22,7 @@ import httpx
 import pytest
 from anyio.abc import SocketAttribute
 
-from tracker_links import RetryPolicy, ServerError, TrackerClient
+from tracker_links import RetryPolicy, ServerError, TrackerClient, TransportError
 from tracker_links._http11 import FastTransport, safe_path
 from tracker_links._protocol import Request
 from tracker_links.testing import FakeTracker
@@ -773,6 +773,15 @@ async def test_client_sends_other_paths_through_httpx() -> None:
     assert srv.requests[0].startswith(b"GET /v2/odd%20path HTTP/1.1\r\n")
     assert srv.requests[1].startswith(b"GET /v2/issues/TEST-1/links HTTP/1.1\r\n")
     assert srv.accepted == 1
+
+
+async def test_client_maps_an_undecodable_body_to_a_transport_error() -> None:
+    bad = ok(b"this is not gzip", b"Content-Encoding: gzip")
+    async with scripted([bad]) as srv:
+        retry = RetryPolicy(attempts=1)
+        async with TrackerClient("t", org_id="1", base_url=srv.url, retry=retry) as tracker:
+            with pytest.raises(TransportError, match="DecodingError"):
+                await tracker.links.get("TEST-1")
 
 
 # -- the fake Tracker and the library -------------------------------------------------------

@@ -27,6 +27,9 @@ logger: Final = logging.getLogger("tracker_links")
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
+# Failures that leave no usable answer: the network's, and a body that its Content-Encoding
+# does not decode (the request may have been applied: as uncertain as a dropped connection).
+_NO_ANSWER: Final = (httpx.TransportError, httpx.DecodingError)
 # Failures that prove the request never left: safe to re-send even a create.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -223,7 +226,7 @@ class Transport:
                             headers=self._headers,
                         )
                         resp = Response(answer.status_code, answer.headers, answer.content)
-                except httpx.TransportError as exc:
+                except _NO_ANSWER as exc:
                     error = TransportError(
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         method=req.method,
