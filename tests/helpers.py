@@ -6,7 +6,19 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from tracker_links import AuthError, ConflictError, InvalidInputError, NotFoundError, TrackerError
+
 BASE = "https://api.tracker.yandex.net"
+
+# The 4xx answers the client raises at once, without a retry, and the exception for each.
+NOT_RETRIED: list[tuple[int, type[TrackerError]]] = [
+    (400, InvalidInputError),
+    (401, AuthError),
+    (403, AuthError),
+    (404, NotFoundError),
+    (409, ConflictError),
+    (422, ConflictError),
+]
 
 
 class FakeTime:

@@ -22,7 +22,6 @@ import respx
 
 from tracker_links import (
     AuthError,
-    ConflictError,
     InvalidInputError,
     LinkType,
     NotFoundError,
@@ -35,7 +34,7 @@ from tracker_links import (
     TransportError,
 )
 
-from .helpers import BASE, FakeTime, error
+from .helpers import BASE, NOT_RETRIED, FakeTime, error
 
 pytestmark = pytest.mark.anyio
 
@@ -265,17 +264,7 @@ async def test_headers(
 # --- status -> exception ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("status", "cls"),
-    [
-        (400, InvalidInputError),
-        (401, AuthError),
-        (403, AuthError),
-        (404, NotFoundError),
-        (409, ConflictError),
-        (422, ConflictError),
-    ],
-)
+@pytest.mark.parametrize(("status", "cls"), NOT_RETRIED)
 async def test_status_to_exception_without_retry(
     mock: respx.MockRouter, ft: FakeTime, status: int, cls: type[TrackerError]
 ) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tracker_links import (
-    AuthError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -20,6 +19,8 @@ from tracker_links import (
     TrackerError,
 )
 from tracker_links import _protocol as p
+
+from .helpers import NOT_RETRIED
 
 URL = "https://api.tracker.yandex.net/v2/issues/TEST-1/links"
 
@@ -120,12 +121,7 @@ def test_no_request_is_built_for_a_bad_link_id(link_id: Any) -> None:
 @pytest.mark.parametrize(
     ("status", "cls"),
     [
-        (400, InvalidInputError),
-        (401, AuthError),
-        (403, AuthError),
-        (404, NotFoundError),
-        (409, ConflictError),
-        (422, ConflictError),
+        *NOT_RETRIED,
         (429, RateLimitError),
         (500, ServerError),
         (502, ServerError),

@@ -12,6 +12,16 @@ import pytest
 
 import tracker_links
 
+# The subclasses of TrackerError.
+ERRORS = (
+    "AuthError",
+    "NotFoundError",
+    "ConflictError",
+    "InvalidInputError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+)
 # Issue 3's list, plus what the package exports besides (the bulk results, register_link_type,
 # __version__). Later issues rely on these exact names.
 ISSUE_3 = {
@@ -27,13 +37,7 @@ ISSUE_3 = {
     "LinkSpec",
     "RetryPolicy",
     "TrackerError",
-    "AuthError",
-    "NotFoundError",
-    "ConflictError",
-    "InvalidInputError",
-    "RateLimitError",
-    "ServerError",
-    "TransportError",
+    *ERRORS,
 }
 EXPECTED = ISSUE_3 | {
     "BulkReport",
@@ -76,15 +80,7 @@ def test_version() -> None:
 
 def test_error_tree() -> None:
     e = tracker_links
-    for name in (
-        "AuthError",
-        "NotFoundError",
-        "ConflictError",
-        "InvalidInputError",
-        "RateLimitError",
-        "ServerError",
-        "TransportError",
-    ):
+    for name in ERRORS:
         assert issubclass(getattr(e, name), e.TrackerError), name
     assert issubclass(e.TrackerError, Exception)
     assert issubclass(e.InvalidInputError, ValueError)
