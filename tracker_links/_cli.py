@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 import anyio
 import attrs
 
-from ._bulk import IssueLinks, LinksReport, Outcome, OutcomeStatus, digest, journal_done
 from ._client import TrackerClient
 from ._exceptions import AuthError, ConflictError, InvalidInputError, TrackerError
+from ._journal import journal_done
 from ._models import (
     Direction,
     Link,
@@ -54,6 +54,7 @@ from ._models import (
     validate_key,
     validate_link_id,
 )
+from ._reports import IssueLinks, LinksReport, Outcome, OutcomeStatus
 
 if TYPE_CHECKING:
     from .testing import FakeTracker
@@ -927,7 +928,7 @@ def _dry_run(ui: _UI, args: argparse.Namespace) -> int:
                 else:
                     spec = row.spec
                     record.update(spec.as_dict())
-                    key = digest(spec)
+                    key = spec.digest
                     if key in done:
                         counts["journal"] += 1
                         record.update(status="exists", note="already done in the journal")
