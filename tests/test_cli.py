@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tracker_links import _cli
-from tracker_links._cli import _find_cycles, _Redacting, main
+from tracker_links._cli import _setup, main
+from tracker_links._cli._output import Redacting
 from tracker_links.testing import FakeTracker
 
 TOKEN = "y0_secret-token-for-the-cli-tests"
@@ -555,21 +555,6 @@ def test_queue_links_no_cycles(served: FakeTracker, run: Run) -> None:
     assert "no dependency cycles" in out
 
 
-def test_find_cycles_knots_and_long_chains() -> None:
-    graph = {f"A-{i}": {f"A-{i + 1}"} for i in range(1, 5000)}  # deep: no recursion limit
-    graph["A-5000"] = {"A-1"}
-    graph["B-1"] = {"B-2", "B-3"}
-    graph["B-2"] = {"B-1"}
-    graph["B-3"] = {"B-1"}
-    graph["C-1"] = {"C-2"}
-    cycles = _find_cycles(graph)
-    assert [(path[0], len(path), size) for path, size in cycles] == [
-        ("A-1", 5001, 5000),
-        ("B-1", 3, 3),
-    ]
-    assert cycles[1][0] == ["B-1", "B-2", "B-1"]
-
-
 # --- demo, output ----------------------------------------------------------------------------
 
 
@@ -632,7 +617,7 @@ def test_plain_text_without_rich(
 
 def test_redacting_stream() -> None:
     inner = io.StringIO()
-    stream = _Redacting(inner, _cli._secrets(["--token", "abcdefgh-1234", "--token=zyxwvuts-9"]))
+    stream = Redacting(inner, _setup.secrets(["--token", "abcdefgh-1234", "--token=zyxwvuts-9"]))
     stream.write("a abcdefgh-1234 b zyxwvuts-9 c")
     assert inner.getvalue() == "a *** b *** c"
-    assert _cli._secrets(["--token", "short"]) == []
+    assert _setup.secrets(["--token", "short"]) == []
