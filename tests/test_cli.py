@@ -343,6 +343,27 @@ def test_bulk_link_csv_with_bad_lines(served: FakeTracker, run: Run, tmp_path: P
     assert records[12]["status"] == "created"
 
 
+def test_bulk_link_a_stray_quote_loses_no_line(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    # 200 distinct pairs of the 30 issues; line 100 opens a quote that never closes.
+    pairs = [(a, b) for a in range(1, 31) for b in range(a + 1, 31)][:200]
+    lines = [f"TEST-{a},relates,TEST-{b}\n" for a, b in pairs]
+    lines[98] = '"' + lines[98]  # line 100 of the file (the header is line 1)
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + "".join(lines))
+    report = tmp_path / "report.jsonl"
+    code, out, _ = run("bulk-link", path, "--report", str(report))
+    assert code == 1
+    records = {r["line"]: r for r in read_jsonl(report)}
+    assert sorted(records) == list(range(2, 202))  # every data line has its outcome
+    assert records[100]["status"] == "failed"
+    assert "does not close within 10 lines" in records[100]["reason"]
+    assert all(records[i]["status"] == "created" for i in range(101, 202))
+    assert len(served.links) == 199
+    assert "201 lines read: 199 items, 1 bad line, 1 blank/header" in out
+    assert re.search(r"line 100: .*does not close", out)
+
+
 def test_bulk_link_all_good_is_exit_0(served: FakeTracker, run: Run, tmp_path: Path) -> None:
     path = write(tmp_path, "in.csv", "Source, Relationship ,TARGET\nTEST-1,relates,TEST-2\n")
     code, out, _ = run("bulk-link", path)

@@ -18,7 +18,7 @@ from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
 from ._errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from ._input import Row, count_items, open_input, read_rows
+from ._input import LineCount, Row, count_items, open_input, read_rows
 from ._output import UI, clip, n
 from ._progress import Progress
 from ._setup import aclose
@@ -52,6 +52,7 @@ class BulkResult:
     problems_path: str | None
     report_path: str | None
     journal: str | None
+    lines: LineCount
 
 
 class _BulkSink:
@@ -199,14 +200,14 @@ async def bulk_link(
             raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
     try:
         with open_input(path) as stream:
-            fmt, rows = read_rows(stream, fmt, "stdin" if path == "-" else path)
-            total = count_items(path, fmt) if ui.live else None
+            data = read_rows(stream, fmt, "stdin" if path == "-" else path)
+            total = count_items(path, data.fmt) if ui.live else None
             counters = [s.value for s in OutcomeStatus]
             with Progress(ui, description, total, counters) as progress:
                 sink = _BulkSink(progress, report_file)
                 started = time.perf_counter()
                 try:
-                    await _bulk_send(client, rows, sink, journal)
+                    await _bulk_send(client, data.rows, sink, journal)
                 finally:
                     sink.close()
                 elapsed = time.perf_counter() - started
@@ -224,6 +225,7 @@ async def bulk_link(
         problems_path=report if report is not None else sink.overflow_path,
         report_path=report,
         journal=journal,
+        lines=data.count,
     )
 
 
@@ -244,6 +246,7 @@ def print_bulk(
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
     ui.table(["", ""], rows, title=title, show_header=False)
+    ui.out(f"input: {result.lines.text()}")
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
         ui.out(

@@ -30,7 +30,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "source,relationship,target, or JSON Lines with those keys. The same link twice (in\n"
         "either spelling) is created once. A bad line fails on its own, with its line number\n"
         "(the header is line 1), and the rest goes on (exit 1). A file that cannot be read or\n"
-        "has no usable header is exit 2.",
+        "has no usable header is exit 2. Every line is accounted for in the summary (items,\n"
+        "bad lines, blank/header). A quoted field may run across up to 10 lines; a quote\n"
+        "still open after that (a stray '\"') makes its line a bad line, and the lines after\n"
+        "it are read on their own.",
         run=run,
     )
     p.add_argument("file", metavar="FILE", help="the input file, or - for stdin")
@@ -85,11 +88,11 @@ def _dry_run(ui: UI, args: argparse.Namespace) -> int:
     try:
         with open_input(args.file) as stream:
             name = "stdin" if args.file == "-" else args.file
-            fmt, rows = read_rows(stream, args.format, name)
-            writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+            data = read_rows(stream, args.format, name)
+            writer = csv.writer(sys.stdout, lineterminator="\n") if data.fmt == "csv" else None
             if writer is not None:
                 writer.writerow(FIELDS)
-            for row in rows:
+            for row in data.rows:
                 record: dict[str, Any] = {"line": row.line}
                 if row.spec is None:
                     bad += 1
@@ -127,6 +130,7 @@ def _dry_run(ui: UI, args: argparse.Namespace) -> int:
     ]
     ui.table(["", ""], rows_out, title="dry run: nothing was sent", stream=sys.stderr,
              show_header=False)  # fmt: skip
+    ui.err(f"input: {data.count.text()}")
     if bad:
         more = f"first {SHOWN} of {n(bad)}, " if bad > SHOWN else ""
         ui.err(f"bad lines ({more}by line):")
