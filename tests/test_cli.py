@@ -152,6 +152,73 @@ def test_fake_server_subprocess_then_commands_against_it(
     assert "stopped" in out_rest
 
 
+def cli_env(url: str, token: str = TOKEN) -> dict[str, str]:
+    """The environment of a CLI subprocess pointed at the fake at ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env.update(TRACKER_BASE_URL=url, TRACKER_TOKEN=token, TRACKER_ORG_ID="1")
+    return env
+
+
+def wait_for(condition: Any, proc: subprocess.Popen[str], what: str) -> None:
+    """Until ``condition()`` holds (an event of the other process), or fail if it exits."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert proc.poll() is None, f"the CLI exited before {what}"
+        assert time.monotonic() < deadline, f"no {what} within 60 s"
+        time.sleep(0.01)
+
+
+@pytest.mark.fake_tracker(token=TOKEN, queues={"TEST": 40}, latency=0.05)
+def test_ctrl_c_during_bulk_link_prints_the_summary_and_a_partial_report(
+    fake_tracker: FakeTracker, fake_tracker_url: str, tmp_path: Path
+) -> None:
+    pairs = [(a, b) for a in range(1, 41) for b in range(a + 1, 41)][:300]
+    text = "".join(f"TEST-{a},relates,TEST-{b}\n" for a, b in pairs)
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + text)
+    journal, report = tmp_path / "journal.jsonl", tmp_path / "report.jsonl"
+    argv = [sys.executable, "-m", "tracker_links", "bulk-link", path, "--concurrency", "4"]
+    proc = subprocess.Popen(
+        [*argv, "--journal", str(journal), "--report", str(report)],
+        env=cli_env(fake_tracker_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: fake_tracker.stats.count("POST") >= 20, proc, "20 POSTs")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    created = len(fake_tracker.links)
+    assert 20 <= created < 300
+    assert re.search(r"created\s+\d+", out), out
+    assert "interrupted (Ctrl-C)" in out
+    assert f"--journal {journal}" in out  # the resume hint
+    records = read_jsonl(report)
+    assert records[-1] == {"partial": True, "reason": "interrupted"}
+    assert "the report is partial" in out
+    done = records[:-1]
+    assert all(r["status"] == "created" for r in done)
+    assert len(done) <= created  # the report claims nothing the fake does not hold
+
+    # The resume finishes the work without a second copy of anything.
+    proc2 = subprocess.run(
+        [*argv, "--journal", str(journal), "--report", str(report)],
+        env=cli_env(fake_tracker_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    assert len(fake_tracker.links) == 300
+    assert fake_tracker.stats.duplicates_created == 0
+    assert "partial" not in report.read_text(encoding="utf-8")
+
+
 # --- single calls -----------------------------------------------------------------------------
 
 

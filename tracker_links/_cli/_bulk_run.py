@@ -17,15 +17,17 @@ from .._bulk import Outcome, OutcomeStatus
 from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
-from ._errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from ._input import LineCount, Row, count_items, open_input, read_rows
 from ._output import UI, clip, n
 from ._progress import Progress
-from ._setup import aclose
+from ._setup import aclose, interruptible
 
 __all__ = ["SHOWN", "BulkResult", "bulk_exit", "bulk_link", "check_writable", "print_bulk"]
 
 SHOWN: Final = 20  # failures listed at the end of a run; the rest are in a file
+PARTIAL: Final = {"partial": True, "reason": "interrupted"}
+"""The last line of a ``--report`` file when the run was interrupted (Ctrl-C)."""
 
 
 def spec_text(spec: object) -> str:
@@ -53,6 +55,7 @@ class BulkResult:
     report_path: str | None
     journal: str | None
     lines: LineCount
+    interrupted: bool = False
 
 
 class _BulkSink:
@@ -207,10 +210,13 @@ async def bulk_link(
                 sink = _BulkSink(progress, report_file)
                 started = time.perf_counter()
                 try:
-                    await _bulk_send(client, data.rows, sink, journal)
+                    async with interruptible() as interrupt:
+                        await _bulk_send(client, data.rows, sink, journal)
                 finally:
                     sink.close()
                 elapsed = time.perf_counter() - started
+        if report_file is not None and interrupt.interrupted:
+            report_file.write(json.dumps(PARTIAL) + "\n")
     finally:
         if report_file is not None:
             report_file.close()
@@ -226,6 +232,7 @@ async def bulk_link(
         report_path=report,
         journal=journal,
         lines=data.count,
+        interrupted=interrupt.interrupted,
     )
 
 
@@ -265,12 +272,35 @@ def print_bulk(
             ui.out(f"{what}: {result.problems_path}")
     elif result.report_path is not None:
         ui.out(f"report: {result.report_path}")
-    if result.journal is not None:
+    if result.interrupted:
+        _print_interrupted(ui, result)
+    elif result.journal is not None:
         ui.out(f"journal: {result.journal} (run again with it to resume: nothing is sent twice)")
 
 
+def _print_interrupted(ui: UI, result: BulkResult) -> None:
+    ui.out(
+        f"interrupted (Ctrl-C) after {n(result.items)} items: the counts above are what was "
+        "done; the items in flight and the rest of the input were not finished"
+    )
+    if result.report_path is not None:
+        ui.out(f"the report is partial: its last line is {json.dumps(PARTIAL)}")
+    if result.journal is not None:
+        ui.out(
+            f"to resume, run the same command again with --journal {result.journal}: "
+            "what is done is not sent again"
+        )
+    else:
+        ui.out(
+            "to finish, run the same command again (the links made are found and reported "
+            "exists); with --journal PATH a re-run sends nothing for what is done"
+        )
+
+
 def bulk_exit(result: BulkResult) -> int:
-    """1 when something failed or was skipped; 2 after a 401/403."""
+    """1 when something failed or was skipped; 2 after a 401/403; 130 after Ctrl-C."""
+    if result.interrupted:
+        return EXIT_INTERRUPTED
     if result.auth is not None:
         return EXIT_USAGE
     if result.counts["failed"] or result.counts["skipped"]:

@@ -23,7 +23,7 @@ from .._client import TrackerClient
 from .._graph import find_cycles, natural_key
 from .._models import Relationship
 from ._bulk_run import bulk_link, print_bulk
-from ._errors import EXIT_FAILED, EXIT_OK, PROG, UsageError
+from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, UsageError
 from ._export import LinkWriter, QueueExport, cycle_lines, export_queue, mermaid_id
 from ._input import FIELDS
 from ._output import UI, n
@@ -251,6 +251,8 @@ async def _demo(
             ui, client, csv_path, journal=journal, report=report, description="linking"
         )
         print_bulk(ui, first, title="first run")
+        if first.interrupted:
+            return EXIT_INTERRUPTED
         stats = fake_stats()
         out(
             f"  the fake saw {n(stats['total'])} requests: {n(_count(stats, 'POST', 201))} "

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 import anyio
+import attrs
 
 from .._client import TrackerClient
 from .._exceptions import InvalidInputError
@@ -16,7 +20,9 @@ from ._errors import UsageError
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEMO_CONCURRENCY",
+    "Interrupt",
     "aclose",
+    "interruptible",
     "make_client",
     "need_fake",
     "run",
@@ -108,3 +114,37 @@ def need_fake() -> None:
         raise UsageError(
             "serving the fake Tracker needs uvicorn: pip install 'tracker-links[fake]'"
         )
+
+
+@attrs.define
+class Interrupt:
+    """Whether the block of :func:`interruptible` was stopped by Ctrl-C."""
+
+    interrupted: bool = False
+
+
+@contextlib.asynccontextmanager
+async def interruptible() -> AsyncIterator[Interrupt]:
+    """Ctrl-C (SIGINT) cancels the block instead of raising ``KeyboardInterrupt`` in it.
+
+    The code after the block then runs as usual and can tell what was done; it finds
+    ``.interrupted`` set. Outside the main thread (no signals there) this does nothing.
+    """
+    state = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    state.interrupted = True
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(watch)
+        try:
+            yield state
+        finally:
+            tg.cancel_scope.cancel()
