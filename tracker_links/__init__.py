@@ -33,6 +33,7 @@ from ._models import (
     UserRef,
     register_link_type,
 )
+from ._plan import Plan
 from ._policy import RetryPolicy
 from ._service import LinkService
 
@@ -54,6 +55,7 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "OutcomeStatus",
+    "Plan",
     "RateLimitError",
     "Relationship",
     "RetryPolicy",
