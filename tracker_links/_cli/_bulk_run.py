@@ -13,10 +13,10 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from .._reports import Outcome, OutcomeStatus
 from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
+from .._reports import Outcome, OutcomeStatus
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from ._input import LineCount, Row, count_items, open_input, read_rows
 from ._output import UI, clip, n
