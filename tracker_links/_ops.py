@@ -27,7 +27,9 @@ class Ops:
     ``.link``). ``get`` lists one issue's links. ``search`` sends one search page request and
     returns the raw answer (its headers drive paging). ``concurrency`` is how many requests the
     client lets run at once: the engines start that many workers. ``clock`` is the client's
-    clock (monotonic seconds), for the reports' ``elapsed``.
+    clock (monotonic seconds), for the reports' ``elapsed``. ``delete`` deletes one link
+    (issue, link id) safely and returns whether this call deleted it (``False``: a 404, it
+    was not there) with the number of DELETEs sent.
     """
 
     create: Callable[[LinkSpec], Awaitable[tuple[Link, int]]]
@@ -35,3 +37,4 @@ class Ops:
     search: Callable[[Request], Awaitable[Response]]
     concurrency: int
     clock: Callable[[], float]
+    delete: Callable[[str, int | str], Awaitable[tuple[bool, int]]]
