@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -89,7 +89,7 @@ class LinkRoutes:
         *,
         duplicate_status: int | None = 422,
         list_lag: float = 0.0,
-        forbidden_queues: Set[str] = frozenset(),
+        forbidden_queues: Iterable[str] = frozenset(),
         import_forbidden: bool = False,
         clone_on_create: bool = False,
     ) -> None:
@@ -112,7 +112,7 @@ class LinkRoutes:
         return self._forbidden
 
     @forbidden_queues.setter
-    def forbidden_queues(self, value: Set[str]) -> None:
+    def forbidden_queues(self, value: Iterable[str]) -> None:
         if isinstance(value, str):
             raise TypeError("forbidden_queues must be a set of queue keys, not one string")
         self._forbidden = frozenset(value)
