@@ -10,31 +10,36 @@
 Everything public is re-exported here; modules with a leading underscore are private.
 """
 
-from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
-from ._client import TrackerClient
-from ._exceptions import (
-    AuthError,
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    RateLimitError,
-    ServerError,
-    TrackerError,
-    TransportError,
-)
-from ._models import (
-    Direction,
-    IssueRef,
-    Link,
-    LinkSpec,
-    LinkType,
-    Relationship,
-    StatusRef,
-    UserRef,
-    register_link_type,
-)
-from ._policy import RetryPolicy
-from ._service import LinkService
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
+    from ._client import TrackerClient
+    from ._exceptions import (
+        AuthError,
+        ConflictError,
+        InvalidInputError,
+        NotFoundError,
+        RateLimitError,
+        ServerError,
+        TrackerError,
+        TransportError,
+    )
+    from ._models import (
+        Direction,
+        IssueRef,
+        Link,
+        LinkSpec,
+        LinkType,
+        Relationship,
+        StatusRef,
+        UserRef,
+        register_link_type,
+    )
+    from ._policy import RetryPolicy
+    from ._service import LinkService
+
 
 __version__ = "0.1.0"
 
@@ -66,3 +71,54 @@ __all__ = [
     "__version__",
     "register_link_type",
 ]
+
+# Each public name is imported from its module on first use (PEP 562), so that importing a
+# submodule alone (the pytest plugin, loaded by every pytest run) imports nothing heavy.
+_HOME = {
+    **dict.fromkeys(
+        ("BulkReport", "IssueLinks", "LinksReport", "Outcome", "OutcomeStatus"), "_bulk"
+    ),
+    "TrackerClient": "_client",
+    **dict.fromkeys(
+        (
+            "AuthError",
+            "ConflictError",
+            "InvalidInputError",
+            "NotFoundError",
+            "RateLimitError",
+            "ServerError",
+            "TrackerError",
+            "TransportError",
+        ),
+        "_exceptions",
+    ),
+    **dict.fromkeys(
+        (
+            "Direction",
+            "IssueRef",
+            "Link",
+            "LinkSpec",
+            "LinkType",
+            "Relationship",
+            "StatusRef",
+            "UserRef",
+            "register_link_type",
+        ),
+        "_models",
+    ),
+    "RetryPolicy": "_policy",
+    "LinkService": "_service",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
