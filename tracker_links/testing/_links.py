@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from ._context import Context
@@ -56,7 +56,7 @@ def _stamp(data: Mapping[str, Any], name: str) -> datetime | Reply | None:
     if not isinstance(raw, str) or not _STAMP_RE.fullmatch(raw):
         return error(400, f"Invalid {name} {raw!r}: expected YYYY-MM-DDThh:mm:ss.sss±hhmm")
     try:
-        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S.%f%z")
+        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(timezone.utc)
     except ValueError:
         return error(400, f"Invalid {name} {raw!r}: not a date")
 
