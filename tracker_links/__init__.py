@@ -13,8 +13,9 @@ Everything public is re-exported here; modules with a leading underscore are pri
 import importlib as _importlib
 from typing import TYPE_CHECKING
 
+from ._version import __version__
+
 if TYPE_CHECKING:
-    from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
     from ._client import TrackerClient
     from ._exceptions import (
         AuthError,
@@ -37,11 +38,10 @@ if TYPE_CHECKING:
         UserRef,
         register_link_type,
     )
+    from ._plan import Plan
     from ._policy import RetryPolicy
+    from ._reports import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
     from ._service import LinkService
-
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
@@ -59,6 +59,7 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "OutcomeStatus",
+    "Plan",
     "RateLimitError",
     "Relationship",
     "RetryPolicy",
@@ -73,11 +74,10 @@ __all__ = [
 ]
 
 # Each public name is imported from its module on first use (PEP 562), so that importing a
-# submodule alone (the pytest plugin, loaded by every pytest run) imports nothing heavy.
+# submodule alone (the pytest plugin, loaded by every pytest run) imports nothing heavy. The
+# TYPE_CHECKING imports above are what type checkers see; this table must name the same homes
+# (tests/test_fake_pytest_plugin.py resolves every name of __all__).
 _HOME = {
-    **dict.fromkeys(
-        ("BulkReport", "IssueLinks", "LinksReport", "Outcome", "OutcomeStatus"), "_bulk"
-    ),
     "TrackerClient": "_client",
     **dict.fromkeys(
         (
@@ -106,7 +106,11 @@ _HOME = {
         ),
         "_models",
     ),
+    "Plan": "_plan",
     "RetryPolicy": "_policy",
+    **dict.fromkeys(
+        ("BulkReport", "IssueLinks", "LinksReport", "Outcome", "OutcomeStatus"), "_reports"
+    ),
     "LinkService": "_service",
 }
 
