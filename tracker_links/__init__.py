@@ -10,7 +10,6 @@
 Everything public is re-exported here; modules with a leading underscore are private.
 """
 
-from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
 from ._client import TrackerClient
 from ._exceptions import (
     AuthError,
@@ -33,10 +32,11 @@ from ._models import (
     UserRef,
     register_link_type,
 )
+from ._plan import Plan
 from ._policy import RetryPolicy
+from ._reports import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
 from ._service import LinkService
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AuthError",
@@ -54,6 +54,7 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "OutcomeStatus",
+    "Plan",
     "RateLimitError",
     "Relationship",
     "RetryPolicy",
