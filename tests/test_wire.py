@@ -1,4 +1,4 @@
-"""The sans-I/O HTTP/1.1 parser (tracker_links._wire): no sockets, no event loop.
+"""The sans-I/O HTTP/1.1 parser (tracker_links._wire and _framing): no sockets, no event loop.
 
 The table of response shapes is the regression suite of a differential run against h11 (the
 parser under httpx's own transport): each case states what the library makes of it, and h11,
@@ -14,8 +14,9 @@ import h11
 import httpx
 import pytest
 
-from tracker_links import _wire
-from tracker_links._wire import ChunkedDecoder, ResponseParser, parse_fields, parse_head
+from tracker_links import _framing, _wire
+from tracker_links._framing import ChunkedDecoder, ResponseParser
+from tracker_links._wire import parse_fields, parse_head
 
 Result = tuple[int, bytes] | None  # (status, body), or None: a protocol error
 
@@ -289,7 +290,7 @@ def test_chunked_decoder_is_fed_bytes() -> None:
 def test_interim_responses_are_trimmed_and_capped() -> None:
     interim = b"HTTP/1.1 103 Early Hints\r\nLink: </" + b"x" * 2000 + b">\r\n\r\n"
     parser = ResponseParser(False)
-    for _ in range(_wire.MAX_INTERIM):
+    for _ in range(_framing.MAX_INTERIM):
         assert parser.feed(interim) is None
         assert parser.buffered == 0  # nothing kept of the interim responses
     answer = parser.feed(ok(b"final"))
@@ -297,7 +298,7 @@ def test_interim_responses_are_trimmed_and_capped() -> None:
     assert answer.body == b"final"
     parser = ResponseParser(False)
     with pytest.raises(httpx.RemoteProtocolError, match="interim"):
-        parser.feed(interim * (_wire.MAX_INTERIM + 1) + ok())
+        parser.feed(interim * (_framing.MAX_INTERIM + 1) + ok())
 
 
 def test_a_body_over_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,7 +322,7 @@ def test_a_body_over_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_a_head_over_the_limit_is_refused() -> None:
     with pytest.raises(httpx.RemoteProtocolError, match="too long"):
-        ResponseParser(False).feed(H + b"X: y\r\n" * (_wire.MAX_HEAD // 6 + 1))
+        ResponseParser(False).feed(H + b"X: y\r\n" * (_framing.MAX_HEAD // 6 + 1))
 
 
 # -- requests ---------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ Why: under ``httpx.AsyncClient``, httpcore + h11 cost several times the CPU per 
 client layer itself. The library's requests are small JSON documents to one origin, so this
 transport does only what they need: a LIFO pool of keep-alive connections per origin
 (:mod:`tracker_links._pool`), the request written in one send, the response parsed by the
-sans-I/O :mod:`tracker_links._wire` and read whole (``Content-Length``, chunked, or up to EOF)
-before it is handed to httpx, which still decodes ``Content-Encoding``, sets
-``response.request``, extracts cookies, etc.
+sans-I/O :mod:`tracker_links._wire` (heads) and :mod:`tracker_links._framing` (bodies) and read
+whole (``Content-Length``, chunked, or up to EOF) before it is handed to httpx, which still
+decodes ``Content-Encoding``, sets ``response.request``, extracts cookies, etc.
 
 The library's own client goes one step further on its hot path: :meth:`FastTransport.prepare`
 turns the base URL and the client's headers into bytes once, and :meth:`FastTransport.send_raw`
@@ -44,8 +44,9 @@ from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
 from . import _wire
+from ._framing import NO_RESPONSE, Answer, ResponseParser
 from ._pool import Conn, Pool
-from ._wire import Answer, Prepared, ResponseParser
+from ._wire import Prepared
 
 __all__ = ["FastTransport", "Prepared", "safe_path"]
 
@@ -264,7 +265,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         except _NETWORK_ERRORS as exc:
             await pool.discard(conn)
             if phase == _READ and isinstance(exc, anyio.EndOfStream):
-                raise httpx.RemoteProtocolError(_wire.NO_RESPONSE) from exc
+                raise httpx.RemoteProtocolError(NO_RESPONSE) from exc
             raise _ERRORS[phase](str(exc) or type(exc).__name__) from exc
         except BaseException:  # cancelled (or a bug): the connection is in an unknown state
             await pool.discard(conn)
@@ -282,7 +283,7 @@ class FastTransport(httpx.AsyncBaseTransport):
     async def _read_response(
         stream: ByteStream, scope: anyio.CancelScope, limit: float | None, no_body: bool
     ) -> Answer:
-        """Read one final response (the parsing is :class:`_wire.ResponseParser`'s)."""
+        """Read one final response (the parsing is :class:`_framing.ResponseParser`'s)."""
         parser = ResponseParser(no_body)
         answer = parser.feed(await stream.receive(_RECEIVE))
         while answer is None:
