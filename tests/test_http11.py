@@ -864,3 +864,14 @@ async def test_client_maps_a_protocol_violation_to_a_transport_error_at_once(rep
             with anyio.fail_after(10), pytest.raises(TransportError, match="RemoteProtocolError"):
                 await tracker.links.get("TEST-1")
         hold.set()
+
+
+async def test_interim_responses_are_capped_over_a_socket() -> None:
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    hold = anyio.Event()  # never answers finally: the cap, not the timeout, ends the request
+    async with scripted([hint * 101, hold]) as srv, client(FastTransport(1)) as http:
+        with anyio.fail_after(10), pytest.raises(httpx.RemoteProtocolError, match="interim"):
+            await http.get(srv.url)
+        hold.set()
+        assert (await http.get(srv.url)).text == "ok"  # on a new connection
+    assert srv.accepted == 2
