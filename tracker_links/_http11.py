@@ -43,7 +43,7 @@ import httpx
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.tls import TLSAttribute
 
-from . import _wire
+from . import _tls, _wire
 from ._framing import NO_RESPONSE, Answer, ResponseParser
 from ._pool import Conn, Pool
 from ._wire import Prepared
@@ -118,8 +118,9 @@ def _httpcore_patched() -> bool:
 class FastTransport(httpx.AsyncBaseTransport):
     """A pool of at most ``size`` HTTP/1.1 keep-alive connections per origin.
 
-    ``verify``: ``True`` (httpx's default certificates), ``False`` (no verification) or an
-    ``ssl.SSLContext`` (shared by all connections; its ALPN is set to ``http/1.1``). An idle
+    ``verify``: ``True`` (the system's trust store and certifi's, see :mod:`tracker_links._tls`),
+    ``False`` (no verification) or an ``ssl.SSLContext`` (shared by all connections, used as it
+    is: not changed, so it offers whatever ALPN its owner set). An idle
     connection older than ``keepalive_expiry`` seconds, or readable while idle (the server
     closed it), is closed instead of reused. Timeouts come from httpx's request extensions.
     """
@@ -343,19 +344,16 @@ class FastTransport(httpx.AsyncBaseTransport):
         if pool.tls:
             alpn = stream.extra(TLSAttribute.alpn_protocol, None)
             if alpn not in (None, "http/1.1"):
-                raise httpx.ConnectError(f"the server chose {alpn!r} over ALPN, not http/1.1")
+                raise httpx.ConnectError(
+                    f"the server chose {alpn!r} over ALPN, not http/1.1: an SSLContext given as "
+                    "verify= must offer only http/1.1 (set_alpn_protocols(['http/1.1']))"
+                )
         return stream
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = self._ssl
-        if context is None:
-            verify = self._verify
-            if isinstance(verify, ssl.SSLContext):
-                context = verify
-            else:
-                context = httpx.create_ssl_context(verify=verify)
-            context.set_alpn_protocols(["http/1.1"])
-            self._ssl = context
+        if context is None:  # a caller's context as is; our own offers ALPN http/1.1
+            context = self._ssl = _tls.make_context(self._verify)
         return context
 
     def _through_httpcore(self) -> httpx.AsyncHTTPTransport:
