@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -24,8 +25,8 @@ from anyio.abc import ObjectSendStream
 
 from ._exceptions import AuthError, InvalidInputError, TrackerError
 from ._journal import Journal
-from ._models import Link, LinkSpec, Relationship
-from ._ops import Ops
+from ._models import LinkSpec, Relationship
+from ._ops import Ops, Unresolved
 from ._reports import BulkReport, Outcome, OutcomeStatus
 from ._streams import Stream, length, reading, stream
 from ._transport import Slots
@@ -51,6 +52,11 @@ class _CreateRun:
         journal: Journal | None,
     ) -> None:
         self.create_one = ops.create
+        self.get_links = ops.get
+        self.judge = ops.judge
+        self.wall: Callable[[], float] = time.time
+        self.read_back = 0  # items an earlier run left in flight, read back before a resend
+        self.unresolved: dict[bytes, float] = {}  # failed with an unknown fate -> intent time
         self.emit_outcome = emit
         self.journal = journal
         self.concurrency = ops.concurrency
@@ -179,6 +185,10 @@ class _CreateRun:
         waiters = self.waiting.pop(key, [])
         self.finished[key] = index if outcome.ok else ~index
         await self.emit(outcome)
+        if self.journal is not None and key in self.unresolved:
+            # Its fate stays unknown: the intent, written again after the outcome, stays open
+            # for the next run to read back before it sends anything.
+            self.journal.intent(spec, index, line, self.unresolved.pop(key))
         for i, s, ln in waiters:
             if outcome.status is OutcomeStatus.SKIPPED:
                 await self.emit(self._skipped(s, i, ln))
@@ -186,27 +196,62 @@ class _CreateRun:
                 await self.emit(self._copy_of(s, i, ln, index, outcome.ok))
 
     async def _attempt(self, spec: LinkSpec, index: int, line: int | None) -> Outcome:
+        journal = self.journal
+        at = 0.0
+        if journal is not None:
+            sent_at = journal.pending.pop(spec.digest, None)
+            if sent_at is not None:
+                # In flight when an earlier run died: look before anything is sent again.
+                found = await self._read_back(spec, index, line, sent_at)
+                if found is not None:
+                    return found
+            at = self.wall()
+            journal.intent(spec, index, line, at)
         try:
-            link, attempts = await self.create_one(spec)
-        except AuthError as exc:
-            if self.stopped is None:
-                self.stopped = exc
-                logger.error("bulk create stopped: %s", exc)
-            return Outcome(
-                spec, OutcomeStatus.FAILED, error=exc, attempts=1, index=index, line=line
-            )
+            done = await self.create_one(spec)
+        except Unresolved as exc:
+            if journal is not None:
+                self.unresolved[spec.digest] = at
+            return self._failed_attempt(spec, index, line, exc.cause, exc.attempts)
         except TrackerError as exc:
-            existing: Link | None = getattr(exc, "link", None)
-            if existing is not None:
-                return Outcome(
-                    spec, OutcomeStatus.EXISTS, link=existing, attempts=1, index=index, line=line
-                )
-            return Outcome(
-                spec, OutcomeStatus.FAILED, error=exc, attempts=1, index=index, line=line
-            )
+            return self._failed_attempt(spec, index, line, exc, 1)
+        status = OutcomeStatus.CREATED if done.made else OutcomeStatus.EXISTS
         return Outcome(
-            spec, OutcomeStatus.CREATED, link=link, attempts=attempts, index=index, line=line
+            spec,
+            status,
+            link=done.link,
+            attempts=done.attempts,
+            index=index,
+            line=line,
+            verified_by=done.verified_by,
         )
+
+    def _failed_attempt(
+        self, spec: LinkSpec, index: int, line: int | None, exc: TrackerError, attempts: int
+    ) -> Outcome:
+        if isinstance(exc, AuthError) and self.stopped is None:
+            self.stopped = exc
+            logger.error("bulk create stopped: %s", exc)
+        return Outcome(
+            spec, OutcomeStatus.FAILED, error=exc, attempts=attempts, index=index, line=line
+        )
+
+    async def _read_back(
+        self, spec: LinkSpec, index: int, line: int | None, at: float
+    ) -> Outcome | None:
+        """The outcome of a create an earlier run sent at ``at`` and never saw settled, read
+        from the service; ``None`` when the link is not there (then it is sent)."""
+        self.read_back += 1
+        try:
+            found = next((ln for ln in await self.get_links(spec.source) if spec.matches(ln)), None)
+            if found is None:
+                return None
+            made, how = await self.judge(found, at)
+        except TrackerError as exc:
+            self.unresolved[spec.digest] = at  # still unknown: still open
+            return self._failed_attempt(spec, index, line, exc, 0)
+        status = OutcomeStatus.CREATED if made else OutcomeStatus.EXISTS
+        return Outcome(spec, status, link=found, index=index, line=line, verified_by=how)
 
 
 def _line_of(item: Mapping[str, object]) -> int | None:
