@@ -97,3 +97,28 @@ async def test_a_clean_201_needs_no_check_and_no_myself(
     assert report.outcomes[0].status is OutcomeStatus.CREATED
     assert report.outcomes[0].verified_by is None
     assert server.myself_route.call_count == 0
+
+
+async def test_against_the_fake_what_was_there_or_made_by_others_is_never_created() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from tracker_links.testing import FakeTracker
+
+    from .test_bulk import client_for
+
+    fake = FakeTracker(queues={"TEST": 200}, users={"tok-me": "me", "tok-alice": "alice"}, seed=4)
+    specs = [(f"TEST-{i}", f"TEST-{i + 100}", "depends on") for i in range(1, 61)]
+    old = datetime.now(timezone.utc) - timedelta(days=3)
+    for source, target, rel in specs[:20]:  # there before the run, made by someone else
+        fake.add_link(source, target, rel, created_by="alice")
+    for source, target, rel in specs[20:30]:  # there before the run, made by us, long ago
+        fake.add_link(source, target, rel, created_by="me", created_at=old)
+    fake.drop_rate, fake.drop_after_write = 0.5, 1.0  # half the answers lost after the write
+    async with client_for(fake, token="tok-me") as client:
+        report = await client.links.bulk_create(specs)
+    statuses = [o.status for o in report.outcomes]
+    assert statuses == [OutcomeStatus.EXISTS] * 30 + [OutcomeStatus.CREATED] * 30
+    how = {o.verified_by for o in report.outcomes}
+    assert {"created_by", "created_at", "created_at+created_by"} <= how
+    assert fake.stats.by_route[("GET", "myself")] == 1
+    assert fake.stats.duplicates_created == 0
