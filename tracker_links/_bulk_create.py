@@ -23,7 +23,7 @@ from typing import Any, Final
 import anyio
 from anyio.abc import ObjectSendStream
 
-from ._exceptions import AuthError, InvalidInputError, TrackerError
+from ._exceptions import AuthError, InvalidInputError, TrackerError, TransportError
 from ._journal import Journal
 from ._models import LinkSpec, Relationship
 from ._ops import Ops, Unresolved
@@ -34,6 +34,10 @@ from ._transport import Slots
 __all__ = ["SpecInput", "bulk_create", "create_many"]
 
 logger: Final = logging.getLogger("tracker_links")
+
+# How many first items must all be unreachable, or all answered 403, to stop the batch.
+UNREACHED_LIMIT: Final = 3
+FORBIDDEN_LIMIT: Final = 5
 
 SpecInput = LinkSpec | tuple[str, str, Relationship | str] | Mapping[str, Any]
 
@@ -65,7 +69,16 @@ class _CreateRun:
         # the repeats waiting for them.
         self.finished: dict[bytes, int] = {}
         self.waiting: dict[bytes, list[tuple[int, LinkSpec, int | None]]] = {}
-        self.stopped: AuthError | None = None
+        self.stopped: TrackerError | None = None
+        self.why_stopped = ""
+        # The first items decide whether the batch can go on at all: every one of the first
+        # ``unreached_limit`` unreachable (the service is down or the URL wrong), or the first
+        # ``FORBIDDEN_LIMIT`` answered all 403 (a wrong organization) stop it, as a 401 does.
+        self.unreached_limit = min(UNREACHED_LIMIT, self.concurrency)
+        self.unreached = 0
+        self.forbidden = 0
+        self.reached = False  # some attempt got through to the service
+        self.allowed = False  # some answer was not a 403
         self.index = -1  # of the last input item read
         self.exhausted = False
         self.input_error: Exception | None = None  # the input itself raised this
@@ -174,6 +187,8 @@ class _CreateRun:
 
     def _skipped(self, spec: LinkSpec, index: int, line: int | None) -> Outcome:
         note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
+        if self.why_stopped:
+            note += f" ({self.why_stopped})"
         return Outcome(spec, OutcomeStatus.SKIPPED, index=index, note=note, line=line)
 
     async def _create(self, job: _Job) -> None:
@@ -215,6 +230,8 @@ class _CreateRun:
             return self._failed_attempt(spec, index, line, exc.cause, exc.attempts)
         except TrackerError as exc:
             return self._failed_attempt(spec, index, line, exc, 1)
+        if not self.allowed:
+            self._observe(None)
         status = OutcomeStatus.CREATED if done.made else OutcomeStatus.EXISTS
         return Outcome(
             spec,
@@ -229,12 +246,40 @@ class _CreateRun:
     def _failed_attempt(
         self, spec: LinkSpec, index: int, line: int | None, exc: TrackerError, attempts: int
     ) -> Outcome:
-        if isinstance(exc, AuthError) and self.stopped is None:
-            self.stopped = exc
-            logger.error("bulk create stopped: %s", exc)
+        self._observe(exc)
         return Outcome(
             spec, OutcomeStatus.FAILED, error=exc, attempts=attempts, index=index, line=line
         )
+
+    def _observe(self, exc: TrackerError | None) -> None:
+        """Stop the batch on a 401, or when its first items show that none can succeed."""
+        if self.stopped is not None:
+            return
+        status = exc.status_code if exc is not None else 200
+        if isinstance(exc, AuthError) and status != 403:
+            self._stop(exc, "")
+            return
+        if isinstance(exc, TransportError) and exc.connect_failed:
+            if not self.reached:
+                self.unreached += 1
+                if self.unreached >= self.unreached_limit:
+                    n = self.unreached
+                    self._stop(exc, f"the service could not be reached for the first {n} items")
+            return
+        self.reached = True
+        if status == 403 and exc is not None:
+            if not self.allowed:
+                self.forbidden += 1
+                if self.forbidden >= FORBIDDEN_LIMIT:
+                    n = self.forbidden
+                    self._stop(exc, f"the first {n} items were all refused with 403")
+        elif status is not None:
+            self.allowed = True
+
+    def _stop(self, exc: TrackerError, why: str) -> None:
+        self.stopped = exc
+        self.why_stopped = why
+        logger.error("bulk create stopped: %s%s", exc, f" ({why})" if why else "")
 
     async def _read_back(
         self, spec: LinkSpec, index: int, line: int | None, at: float
