@@ -32,6 +32,8 @@ Clock = Callable[[], float]
 _NO_ANSWER: Final = (httpx.TransportError, httpx.DecodingError)
 # Failures that prove the request never left: safe to re-send even a create.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures to make a connection at all (refused, DNS, TLS handshake): the service not reached.
+_NOT_REACHED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class Response:
@@ -236,6 +238,7 @@ class Transport:
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         method=req.method,
                         url=url,
+                        connect_failed=isinstance(exc, _NOT_REACHED),
                     )
                     proven_unsent = isinstance(exc, _NOT_SENT)
                     if debug:
