@@ -356,6 +356,51 @@ def test_bad_token_is_exit_2_with_one_request(
     assert code == 2
 
 
+def test_verbose_counts_add_up_across_the_command(served: FakeTracker, run: Run) -> None:
+    code, _, err = run("get", "TEST-1", "-v")
+    assert code == 0
+    assert "DEBUG" not in err
+    code, _, err = run("-v", "get", "TEST-1", "-v")  # -v before and after: -vv, every request
+    assert code == 0
+    assert re.search(r"DEBUG tracker_links: GET /v2/issues/TEST-1/links -> 200", err), err
+
+
+@pytest.mark.parametrize(
+    ("command", "one"),
+    [
+        ("get", "an issue could not be read"),
+        ("link", "the request failed"),
+        ("types", "the request failed"),
+        ("unlink", "the request failed"),
+        ("bulk-link", "some items failed"),
+    ],
+)
+def test_help_lists_the_exit_statuses_of_its_command(run: Run, command: str, one: str) -> None:
+    code, out, _ = run(command, "--help")
+    assert code == 0
+    statuses = out.partition("exit status:")[2]
+    assert re.search(rf"^  1 +{re.escape(one)}", statuses, re.M), statuses
+    assert ("some items failed" in statuses) == (command == "bulk-link")
+    assert re.search(r"^  130 +interrupted", statuses, re.M)
+
+
+def test_unlink_help_describes_its_arguments(run: Run) -> None:
+    code, out, _ = run("unlink", "--help")
+    assert code == 0
+    assert re.search(r"KEY +the issue the link is on", out)
+    assert re.search(r"LINK_ID +the link's id", out)
+
+
+def test_get_with_a_bad_token_gives_the_credentials_hint(
+    served: FakeTracker, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKER_TOKEN", WRONG)
+    code, _, err = run("get", "TEST-1")
+    assert code == 2
+    assert "authentication failed" in err
+    assert "check TRACKER_TOKEN" in err
+
+
 # --- bulk-link --------------------------------------------------------------------------------
 
 BAD_CSV = """\
@@ -431,6 +476,38 @@ def test_bulk_link_a_stray_quote_loses_no_line(
     assert re.search(r"line 100: .*does not close", out)
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_bulk_link_header_only_says_there_is_nothing_to_do(
+    served: FakeTracker, run: Run, tmp_path: Path, dry_run: bool
+) -> None:
+    path = write(tmp_path, "in.csv", "source,relationship,target\n\n")
+    code, out, _ = run("bulk-link", path, *(["--dry-run"] if dry_run else []))
+    assert code == 0
+    assert "nothing to do: the input holds no data lines" in out
+    assert "2 lines read: 0 items, 0 bad lines, 2 blank/header" in out
+    assert served.stats.total == 0
+
+
+def test_bulk_link_report_has_index_and_line(served: FakeTracker, run: Run, tmp_path: Path) -> None:
+    text = "source,relationship,target\nTEST-1,blocks,TEST-2\n\nTEST-1,relates,TEST-2\n"
+    text += "TEST-3,relates,TEST-4\nTEST-2,relates,TEST-1\n"
+    path = write(tmp_path, "in.csv", text)
+    report, journal = tmp_path / "report.jsonl", tmp_path / "journal.jsonl"
+    code, _, _ = run("bulk-link", path, "--report", str(report), "--journal", str(journal))
+    assert code == 1
+    records = read_jsonl(report)
+    by_line = {r["line"]: r for r in records}
+    assert "index" not in by_line[2]  # a bad line never reaches the library: no item index
+    assert [(by_line[i]["index"], by_line[i]["status"]) for i in (4, 5, 6)] == [
+        (0, "created"),
+        (1, "created"),
+        (2, "exists"),
+    ]
+    # The journal numbers items the same way.
+    journaled = {r["index"]: r for r in read_jsonl(journal) if "index" in r}
+    assert journaled[1]["source"] == "TEST-3"
+
+
 def test_bulk_link_all_good_is_exit_0(served: FakeTracker, run: Run, tmp_path: Path) -> None:
     path = write(tmp_path, "in.csv", "Source, Relationship ,TARGET\nTEST-1,relates,TEST-2\n")
     code, out, _ = run("bulk-link", path)
@@ -466,8 +543,10 @@ def test_bulk_link_dry_run_sends_nothing(served: FakeTracker, run: Run, tmp_path
     assert served.stats.total == before
     assert len(served.links) == 0
     assert code == 1  # bad lines
+    assert err == ""  # everything on stdout: the list, a blank line, the summary
+    listing, _, summary = out.partition("\n\n")
     # What would be sent, de-duplicated (TEST-2 is dependent by TEST-1 is the same link).
-    rows = list(csv.reader(io.StringIO(out)))
+    rows = list(csv.reader(io.StringIO(listing)))
     assert rows[0] == ["source", "relationship", "target"]
     assert rows[1:] == [
         ["TEST-1", "depends on", "TEST-2"],
@@ -475,16 +554,21 @@ def test_bulk_link_dry_run_sends_nothing(served: FakeTracker, run: Run, tmp_path
         ["TEST-11", "relates", "TEST-99"],
         ["TEST-14", "relates", "TEST-15"],
     ]
-    assert "nothing was sent" in err
-    assert re.search(r"repeats\s+1", err)
-    assert re.search(r"line 5: .*blocks", err)
+    assert "nothing was sent" in summary
+    assert re.search(r"repeats\s+1", summary)
+    assert re.search(r"line 5: .*blocks", summary)
+    assert "12 lines read: 5 items, 5 bad lines, 2 blank/header" in summary
 
     good = write(
         tmp_path, "good.jsonl", '{"source":"TEST-1","relationship":"relates","target":"TEST-2"}\n'
     )
     code, out, _ = run("bulk-link", good, "--dry-run")
     assert code == 0
-    assert json.loads(out) == {"source": "TEST-1", "relationship": "relates", "target": "TEST-2"}
+    assert json.loads(out.partition("\n\n")[0]) == {
+        "source": "TEST-1",
+        "relationship": "relates",
+        "target": "TEST-2",
+    }
     assert served.stats.total == before
 
 
@@ -510,8 +594,9 @@ def test_bulk_link_resume_with_journal_sends_no_post(
     # A dry run with the journal knows that nothing is left to send.
     code, out, err = run("bulk-link", path, "--journal", journal, "--dry-run")
     assert code == 0
-    assert out.splitlines() == ["source,relationship,target"]
-    assert re.search(r"in the journal\s+20", err)
+    listing, _, summary = out.partition("\n\n")
+    assert listing.splitlines() == ["source,relationship,target"]
+    assert re.search(r"in the journal\s+20", summary)
     assert served.stats.total == 0
 
 
@@ -597,6 +682,7 @@ def test_queue_links_csv_to_file_is_reimportable(
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {(r["source"], r["relationship"], r["target"]) for r in rows} == EXPECTED
+    assert {r["direction"] for r in rows} == {"outward"}  # filled for every known type
     # Fed back to bulk-link, every line is a link that exists already.
     code, out, _ = run("bulk-link", str(path))
     assert code == 0

@@ -17,7 +17,14 @@ from .._bulk import Outcome, OutcomeStatus
 from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
-from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from ._errors import (
+    CREDENTIALS_HINT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+)
 from ._input import LineCount, Row, count_items, open_input, read_rows
 from ._output import UI, clip, n
 from ._progress import Progress
@@ -95,10 +102,8 @@ class _BulkSink:
     def outcome(self, outcome: Outcome) -> None:
         """An outcome of the library, whose index maps back to a line of the input."""
         line = self.lines[outcome.index]
-        record: dict[str, Any] = {"line": line}
+        record: dict[str, Any] = {"line": line}  # then "index", as the journal numbers items
         for key, value in outcome.to_json().items():
-            if key == "index":
-                continue
             record[key] = self._lines_in(value) if key in ("reason", "note") else value
         shown = None
         if not outcome.ok:
@@ -240,6 +245,9 @@ def print_bulk(
     ui: UI, result: BulkResult, *, title: str = "bulk-link", list_failures: bool = True
 ) -> None:
     """The summary of a run on stdout: counts, the first failures, where the rest are."""
+    if result.items == 0 and not result.interrupted:
+        ui.out(f"{title}: nothing to do: the input holds no data lines ({result.lines.text()})")
+        return
     c = result.counts
     rate = result.items / result.elapsed if result.elapsed > 0 else 0.0
     failed = n(c["failed"])
@@ -256,10 +264,7 @@ def print_bulk(
     ui.out(f"input: {result.lines.text()}")
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
-        ui.out(
-            "the batch stopped at the first 401/403; check TRACKER_TOKEN / TRACKER_IAM_TOKEN "
-            "and TRACKER_ORG_ID / TRACKER_CLOUD_ORG_ID"
-        )
+        ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
     if result.problems and not list_failures:
         ui.out(f"failures: the same {n(result.problems)} as above")
     elif result.problems:
