@@ -13,7 +13,7 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from .._bulk import Outcome, OutcomeStatus
+from .._reports import Outcome, OutcomeStatus
 from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec

@@ -10,7 +10,7 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from .._bulk import IssueLinks
+from .._reports import IssueLinks
 from .._client import TrackerClient
 from .._exceptions import AuthError, InvalidInputError, TrackerError
 from .._graph import natural_key

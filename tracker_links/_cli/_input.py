@@ -14,7 +14,7 @@ from typing import Final, TextIO
 
 import attrs
 
-from .._bulk import journal_done
+from .._journal import journal_done
 from .._exceptions import InvalidInputError
 from .._models import LinkSpec
 from ._errors import UsageError

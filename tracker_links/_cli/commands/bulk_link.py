@@ -9,7 +9,6 @@ import sys
 from collections import Counter
 from typing import Any, TextIO
 
-from ..._bulk import digest
 from .._bulk_run import SHOWN, BulkResult, bulk_exit, bulk_link, print_bulk
 from .._errors import EXIT_FAILED, EXIT_OK, UsageError
 from .._input import FIELDS, done_in_journal, open_input, read_rows
@@ -103,7 +102,7 @@ def _dry_run(ui: UI, args: argparse.Namespace) -> int:
                 else:
                     spec = row.spec
                     record.update(spec.as_dict())
-                    key = digest(spec)
+                    key = spec.digest
                     if key in done:
                         counts["journal"] += 1
                         record.update(status="exists", note="already done in the journal")

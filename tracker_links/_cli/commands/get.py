@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..._bulk import LinksReport
+from ..._reports import LinksReport
 from ..._exceptions import AuthError, InvalidInputError
 from ..._models import Link, validate_key
 from .._errors import CREDENTIALS_HINT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, UsageError
