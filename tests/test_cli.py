@@ -592,7 +592,7 @@ def test_bulk_link_resume_with_journal_sends_no_post(
     assert re.search(r"created\s+0", out)
 
     # A dry run with the journal knows that nothing is left to send.
-    code, out, err = run("bulk-link", path, "--journal", journal, "--dry-run")
+    code, out, _ = run("bulk-link", path, "--journal", journal, "--dry-run")
     assert code == 0
     listing, _, summary = out.partition("\n\n")
     assert listing.splitlines() == ["source,relationship,target"]

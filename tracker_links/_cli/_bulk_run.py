@@ -13,10 +13,10 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from .._reports import Outcome, OutcomeStatus
 from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
+from .._reports import Outcome, OutcomeStatus
 from ._errors import (
     CREDENTIALS_HINT,
     EXIT_FAILED,

@@ -10,11 +10,11 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from .._reports import IssueLinks
 from .._client import TrackerClient
 from .._exceptions import AuthError, InvalidInputError, TrackerError
 from .._graph import natural_key
 from .._models import Direction, Link, Relationship
+from .._reports import IssueLinks
 from ._errors import UsageError
 from ._input import FIELDS
 from ._output import n

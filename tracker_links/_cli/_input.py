@@ -14,8 +14,8 @@ from typing import Final, TextIO
 
 import attrs
 
-from .._journal import journal_done
 from .._exceptions import InvalidInputError
+from .._journal import journal_done
 from .._models import LinkSpec
 from ._errors import UsageError
 from ._output import clip, n

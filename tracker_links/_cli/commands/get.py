@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from ..._reports import LinksReport
 from ..._exceptions import AuthError, InvalidInputError
 from ..._models import Link, validate_key
+from ..._reports import LinksReport
 from .._errors import CREDENTIALS_HINT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, UsageError
 from .._export import target_key
 from .._output import UI
