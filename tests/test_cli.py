@@ -448,7 +448,7 @@ def test_bulk_link_csv_with_bad_lines(served: FakeTracker, run: Run, tmp_path: P
     assert sorted(records) == [2, 3, 5, 6, 7, 8, 9, 10, 11, 12]
     assert records[2]["status"] == "created"
     assert records[3]["status"] == "exists"
-    assert records[3]["note"] in ("same link as line 2", "same link as an earlier line")
+    assert records[3]["note"] == "same link as line 2"
     assert records[5]["status"] == "failed"
     assert records[5]["input"] == "TEST-3,blocks,TEST-4"
     assert records[10]["error"] == "NotFoundError"
@@ -503,9 +503,12 @@ def test_bulk_link_report_has_index_and_line(served: FakeTracker, run: Run, tmp_
         (1, "created"),
         (2, "exists"),
     ]
-    # The journal numbers items the same way.
-    journaled = {r["index"]: r for r in read_jsonl(journal) if "index" in r}
-    assert journaled[1]["source"] == "TEST-3"
+    assert by_line[6]["note"] == "same link as line 4"
+    assert by_line[6]["repeat_of"] == 0
+    # The journal numbers items the same way, and knows their lines.
+    journaled = {r["index"]: r for r in read_jsonl(journal) if r.get("status") == "created"}
+    assert (journaled[1]["source"], journaled[1]["line"]) == ("TEST-3", 5)
+    assert (journaled[0]["source"], journaled[0]["line"]) == ("TEST-1", 4)
 
 
 def test_bulk_link_all_good_is_exit_0(served: FakeTracker, run: Run, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 from array import array
@@ -42,9 +41,6 @@ def spec_text(spec: object) -> str:
     if isinstance(spec, LinkSpec):
         return f"{spec.source} {spec.relationship.value} {spec.target}"
     return clip(repr(spec), 60)
-
-
-_ITEM_RE: Final = re.compile(r"input item (\d+)")
 
 
 @attrs.define
@@ -101,10 +97,16 @@ class _BulkSink:
 
     def outcome(self, outcome: Outcome) -> None:
         """An outcome of the library, whose index maps back to a line of the input."""
-        line = self.lines[outcome.index]
-        record: dict[str, Any] = {"line": line}  # then "index", as the journal numbers items
-        for key, value in outcome.to_json().items():
-            record[key] = self._lines_in(value) if key in ("reason", "note") else value
+        record = outcome.to_json()  # "index" and "line", numbered as the journal numbers them
+        line = outcome.line if outcome.line is not None else self.lines[outcome.index]
+        record["line"] = line
+        first = outcome.repeat_of
+        if first is not None:  # say it with lines: users know the lines of their file
+            same = f"same link as line {self.lines[first]}"
+            if "reason" in record:
+                record["reason"] = f"{same}, which failed"
+            else:
+                record["note"] = same
         shown = None
         if not outcome.ok:
             reason = record.get("reason") or record.get("note") or outcome.status.value
@@ -112,17 +114,6 @@ class _BulkSink:
         if isinstance(outcome.error, AuthError) and self.auth is None:
             self.auth = outcome.error
         self._add(outcome.status, record, line, shown)
-
-    def _lines_in(self, text: object) -> object:
-        """Speak of lines, not of input items: users know the lines of their file."""
-        if not isinstance(text, str):
-            return text
-
-        def repl(m: re.Match[str]) -> str:
-            i = int(m.group(1))
-            return f"line {self.lines[i]}" if 0 <= i < len(self.lines) else m.group(0)
-
-        return _ITEM_RE.sub(repl, text).replace("an earlier input item", "an earlier line")
 
     def _add(
         self, status: OutcomeStatus, record: dict[str, Any], line: int, shown: str | None
@@ -161,13 +152,20 @@ async def _bulk_send(
 ) -> None:
     """Feed the valid rows to ``create_many``, the bad ones straight to the sink."""
 
-    def specs() -> Iterator[LinkSpec]:
+    def specs() -> Iterator[dict[str, Any]]:
+        # Mappings with the line, so that the library's outcomes and journal carry it too.
         for row in rows:
-            if row.spec is None:
+            spec = row.spec
+            if spec is None:
                 sink.bad_line(row)
             else:
                 sink.lines.append(row.line)
-                yield row.spec
+                yield {
+                    "source": spec.source,
+                    "target": spec.target,
+                    "relationship": spec.relationship,
+                    "line": row.line,
+                }
 
     outcomes = client.links.create_many(specs(), journal=journal)
     try:
