@@ -779,6 +779,66 @@ def test_progress_on_a_terminal_only(
     assert quiet.getvalue() == ""
 
 
+def last_line(drawn: str) -> str:
+    """The last state of a plain progress line (each draw rewrites it after a CR)."""
+    return drawn.rstrip("\n").rsplit("\r", 1)[-1].strip()
+
+
+def test_progress_total_and_counters_agree(
+    served: FakeTracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # the plain line, easy to read back
+    # 7 non-blank data lines, but 5 items: one record runs across 3 lines; 1 bad line.
+    text = "source,relationship,target\n\nTEST-1,relates,TEST-2\n"
+    text += 'TEST-3,"relates\n\n\n",TEST-4\nTEST-5,blocks,TEST-6\n\nTEST-7,relates,TEST-8\n'
+    text += "TEST-9,relates,TEST-10\n"
+    path = write(tmp_path, "in.csv", text)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["bulk-link", path]) == 1
+    line = last_line(terminal.getvalue())
+    assert line.startswith("linking 5/5 "), line
+    counts = dict(re.findall(r"(created|exists|failed|skipped) (\d+)", line))
+    assert counts == {"created": "4", "failed": "1"}
+    assert re.search(r"\| [\d,]+ req/s  retries 0  429s 0", line), line
+
+
+@pytest.mark.fake_tracker(token=TOKEN, queues=QUEUE, fail_rate=0.3, seed=3)
+def test_progress_shows_the_retries_of_the_run(
+    served: FakeTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    served.stats.reset()
+    assert main(["queue-links", "TEST", "--format", "csv", "-o", os.devnull]) == 0
+    line = last_line(terminal.getvalue())
+    injected = served.stats.injected_failures
+    assert injected > 0
+    # Every injected 5xx of a read is retried once more by the client, and shown.
+    assert f"retries {injected}  429s 0" in line, line
+
+
+def test_progress_line_shows_the_pace_and_the_service_counts() -> None:
+    from tracker_links._cli._output import UI
+    from tracker_links._cli._progress import Progress
+
+    now = [100.0]
+    sent = [(0, 0, 0)]
+    progress = Progress(
+        UI(quiet=True), "linking", 10, ["created"], service=lambda: sent[0], clock=lambda: now[0]
+    )
+    assert progress.service_text(100.0) == "0 req/s  retries 0  429s 0"
+    sent[0] = (50, 2, 1)
+    assert progress.service_text(101.0) == "50 req/s  retries 2  429s 1"
+    # The pace follows the last seconds: throttled to 5 req/s for a while, it shows 5.
+    for t in range(2, 12):
+        sent[0] = (50 + 5 * (t - 1), 2, 9)
+        text = progress.service_text(100.0 + t)
+    assert text == "5 req/s  retries 2  429s 9"
+
+
 def test_plain_text_without_rich(
     served: FakeTracker, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:

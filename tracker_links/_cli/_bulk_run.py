@@ -27,7 +27,7 @@ from ._errors import (
 from ._input import LineCount, Row, count_items, open_input, read_rows
 from ._output import UI, clip, n
 from ._progress import Progress
-from ._setup import aclose, interruptible
+from ._setup import aclose, interruptible, service_counts
 
 __all__ = ["SHOWN", "BulkResult", "bulk_exit", "bulk_link", "check_writable", "print_bulk"]
 
@@ -209,7 +209,8 @@ async def bulk_link(
             data = read_rows(stream, fmt, "stdin" if path == "-" else path)
             total = count_items(path, data.fmt) if ui.live else None
             counters = [s.value for s in OutcomeStatus]
-            with Progress(ui, description, total, counters) as progress:
+            service = service_counts(client)
+            with Progress(ui, description, total, counters, service=service) as progress:
                 sink = _BulkSink(progress, report_file)
                 started = time.perf_counter()
                 try:
@@ -250,7 +251,8 @@ def print_bulk(
     rate = result.items / result.elapsed if result.elapsed > 0 else 0.0
     failed = n(c["failed"])
     if result.bad_lines:
-        failed += f"  ({n(result.bad_lines)} bad lines in the input)"
+        lines = "bad line" if result.bad_lines == 1 else "bad lines"
+        failed += f"  ({n(result.bad_lines)} {lines} in the input)"
     rows = [
         ["created", n(c["created"])],
         ["exists", n(c["exists"])],
