@@ -45,6 +45,7 @@ EXPECTED = ISSUE_3 | {
     "LinksReport",
     "Outcome",
     "OutcomeStatus",
+    "Plan",
     "register_link_type",
     "__version__",
 }

@@ -32,6 +32,7 @@ from ._models import (
     UserRef,
     register_link_type,
 )
+from ._plan import Plan
 from ._policy import RetryPolicy
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
 from ._service import LinkService
@@ -53,6 +54,7 @@ __all__ = [
     "NotFoundError",
     "Outcome",
     "OutcomeStatus",
+    "Plan",
     "RateLimitError",
     "Relationship",
     "RetryPolicy",

@@ -252,6 +252,22 @@ class Link:
         return ref.id is not None and target.lower() == ref.id.lower()
 
 
+def link_identity(
+    source: str, target: str, relationship: Relationship
+) -> tuple[str, str, str, str]:
+    """:attr:`LinkSpec.canonical` of ``source`` *relationship* ``target``, for trusted keys.
+
+    (Link listings read from the service need no validation: this skips building a spec.)
+    """
+    type_id, direction = _TYPE_OF[relationship]
+    if relationship is Relationship.RELATES:
+        a, b = sorted((source, target))
+        return (type_id, a, b, "~")
+    if direction is Direction.OUTWARD:
+        return (type_id, source, target, ">")
+    return (type_id, target, source, ">")
+
+
 def _to_relationship(value: Relationship | str) -> Relationship:
     return Relationship.parse(value)
 
@@ -285,13 +301,7 @@ class LinkSpec:
         ``A depends on B`` and ``B is dependent by A`` give the same tuple, and so do
         ``A relates B`` and ``B relates A``: ``(type id, outward issue, inward issue, type id)``.
         """
-        type_id, direction = _TYPE_OF[self.relationship]
-        if self.relationship is Relationship.RELATES:
-            a, b = sorted((self.source, self.target))
-            return (type_id, a, b, "~")
-        if direction is Direction.OUTWARD:
-            return (type_id, self.source, self.target, ">")
-        return (type_id, self.target, self.source, ">")
+        return link_identity(self.source, self.target, self.relationship)
 
     @property
     def digest(self) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from . import _bulk_create, _bulk_read, _protocol
 from ._bulk_create import SpecInput
@@ -16,6 +16,9 @@ from ._ops import Ops
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
 from ._transport import Transport, UncertainError
+
+if TYPE_CHECKING:
+    from ._plan import Plan
 
 __all__ = ["LinkService"]
 
@@ -229,6 +232,41 @@ class LinkService:
         """
         body = _protocol.search_body(queue, query=query, filter=filter)
         return _bulk_read.queue_links(self._ops, body)
+
+    # --- sync --------------------------------------------------------------------------------
+
+    async def plan(
+        self,
+        desired: Iterable[SpecInput] | AsyncIterable[SpecInput],
+        *,
+        queue: str | None = None,
+        query: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        relationships: Iterable[Relationship | str] | None = None,
+        prune: bool = False,
+    ) -> Plan:
+        """A :class:`Plan`: what to create and delete so that a scope's links match ``desired``.
+
+        The scope is the issues of ``queue`` / ``query`` / ``filter`` (the search of
+        :meth:`queue_links`, optional) and every issue named in ``desired`` (the input forms of
+        :meth:`bulk_create`); their links are read concurrently. Only the ``relationships``
+        given are managed (default: all). With ``prune=True`` a managed link with both ends in
+        the scope that is not desired is planned for deletion; a link leaving the scope never
+        is. Sends no write: see :meth:`apply`.
+
+        >>> plan = await client.links.plan(desired, queue="PROJ", prune=True)  # doctest: +SKIP
+        """
+        from ._sync import plan
+
+        return await plan(
+            self,
+            desired,
+            queue=queue,
+            query=query,
+            filter=filter,
+            relationships=relationships,
+            prune=prune,
+        )
 
 
 def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:
