@@ -107,6 +107,20 @@ class Slots:
         self.release()
 
 
+class Counts:
+    """What a transport has sent so far, for a progress line: attempts, retries, 429s.
+
+    Plain integers bumped on the send path (no lock: one event loop); read them any time.
+    """
+
+    __slots__ = ("rate_limited", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0  # attempts sent (each retry counts again)
+        self.retries = 0  # attempts that are retries of an earlier one
+        self.rate_limited = 0  # answers of 429
+
+
 class UncertainError(TrackerError):
     """A write that may or may not have been applied (5xx, read timeout, dropped connection).
 
@@ -159,6 +173,7 @@ class Transport:
         self._headers = dict(headers) if headers else None
         self.limiter = Slots(max_concurrency)
         self.gate = rate
+        self.counts = Counts()
         self.retry = retry
         self.sleep = sleep
         self.clock = clock
@@ -194,13 +209,14 @@ class Transport:
         instead of being re-sent; 429s and failures to connect are still retried, as they
         prove nothing was written.
         """
-        retry, clock = self.retry, self.clock
+        retry, clock, counts = self.retry, self.clock, self.counts
         started = clock()
         attempt = 0
         url = self.base_url + req.path
         debug = logger.isEnabledFor(logging.DEBUG)
         while True:
             attempt += 1
+            counts.requests += 1
             status: int | None = None
             error: TrackerError
             retry_after: float | None = None
@@ -266,6 +282,7 @@ class Transport:
                         self.gate.on_accepted(now)
                         return resp
                     if status == 429:
+                        counts.rate_limited += 1
                         retry_after = _protocol.parse_retry_after(
                             resp.headers.get("retry-after"), time.time()
                         )
@@ -288,6 +305,7 @@ class Transport:
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
             if delay is None:
                 raise _final(error, attempt)
+            counts.retries += 1
             logger.warning(
                 "%s %s failed (%s), retry %d/%d in %.2fs",
                 req.method,
