@@ -22,7 +22,7 @@ from tracker_links import (
     Relationship,
     RetryPolicy,
     TrackerClient,
-    _bulk,
+    _protocol,
 )
 from tracker_links.testing import FakeTracker
 
@@ -306,7 +306,7 @@ async def test_queue_links_sees_every_issue_once(
     scroll: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if scroll:
-        monkeypatch.setattr(_bulk, "_SCROLL_ABOVE", 100)
+        monkeypatch.setattr(_protocol, "SCROLL_ABOVE", 100)
     fake = FakeTracker(queues={"TEST": 250, "OTHER": 5})
     for i in range(1, 250, 7):
         fake.add_link(f"TEST-{i}", f"TEST-{i + 1}", "depends on")

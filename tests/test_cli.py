@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tracker_links import _cli
-from tracker_links._cli import _find_cycles, _Redacting, main
+from tracker_links._cli import _setup, main
+from tracker_links._cli._output import Redacting
 from tracker_links.testing import FakeTracker
 
 TOKEN = "y0_secret-token-for-the-cli-tests"
@@ -150,6 +150,73 @@ def test_fake_server_subprocess_then_commands_against_it(
         out_rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in out_rest
+
+
+def cli_env(url: str, token: str = TOKEN) -> dict[str, str]:
+    """The environment of a CLI subprocess pointed at the fake at ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env.update(TRACKER_BASE_URL=url, TRACKER_TOKEN=token, TRACKER_ORG_ID="1")
+    return env
+
+
+def wait_for(condition: Any, proc: subprocess.Popen[str], what: str) -> None:
+    """Until ``condition()`` holds (an event of the other process), or fail if it exits."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert proc.poll() is None, f"the CLI exited before {what}"
+        assert time.monotonic() < deadline, f"no {what} within 60 s"
+        time.sleep(0.01)
+
+
+@pytest.mark.fake_tracker(token=TOKEN, queues={"TEST": 40}, latency=0.05)
+def test_ctrl_c_during_bulk_link_prints_the_summary_and_a_partial_report(
+    fake_tracker: FakeTracker, fake_tracker_url: str, tmp_path: Path
+) -> None:
+    pairs = [(a, b) for a in range(1, 41) for b in range(a + 1, 41)][:300]
+    text = "".join(f"TEST-{a},relates,TEST-{b}\n" for a, b in pairs)
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + text)
+    journal, report = tmp_path / "journal.jsonl", tmp_path / "report.jsonl"
+    argv = [sys.executable, "-m", "tracker_links", "bulk-link", path, "--concurrency", "4"]
+    proc = subprocess.Popen(
+        [*argv, "--journal", str(journal), "--report", str(report)],
+        env=cli_env(fake_tracker_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: fake_tracker.stats.count("POST") >= 20, proc, "20 POSTs")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    created = len(fake_tracker.links)
+    assert 20 <= created < 300
+    assert re.search(r"created\s+\d+", out), out
+    assert "interrupted (Ctrl-C)" in out
+    assert f"--journal {journal}" in out  # the resume hint
+    records = read_jsonl(report)
+    assert records[-1] == {"partial": True, "reason": "interrupted"}
+    assert "the report is partial" in out
+    done = records[:-1]
+    assert all(r["status"] == "created" for r in done)
+    assert len(done) <= created  # the report claims nothing the fake does not hold
+
+    # The resume finishes the work without a second copy of anything.
+    proc2 = subprocess.run(
+        [*argv, "--journal", str(journal), "--report", str(report)],
+        env=cli_env(fake_tracker_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    assert len(fake_tracker.links) == 300
+    assert fake_tracker.stats.duplicates_created == 0
+    assert "partial" not in report.read_text(encoding="utf-8")
 
 
 # --- single calls -----------------------------------------------------------------------------
@@ -341,6 +408,27 @@ def test_bulk_link_csv_with_bad_lines(served: FakeTracker, run: Run, tmp_path: P
     assert records[5]["input"] == "TEST-3,blocks,TEST-4"
     assert records[10]["error"] == "NotFoundError"
     assert records[12]["status"] == "created"
+
+
+def test_bulk_link_a_stray_quote_loses_no_line(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    # 200 distinct pairs of the 30 issues; line 100 opens a quote that never closes.
+    pairs = [(a, b) for a in range(1, 31) for b in range(a + 1, 31)][:200]
+    lines = [f"TEST-{a},relates,TEST-{b}\n" for a, b in pairs]
+    lines[98] = '"' + lines[98]  # line 100 of the file (the header is line 1)
+    path = write(tmp_path, "in.csv", "source,relationship,target\n" + "".join(lines))
+    report = tmp_path / "report.jsonl"
+    code, out, _ = run("bulk-link", path, "--report", str(report))
+    assert code == 1
+    records = {r["line"]: r for r in read_jsonl(report)}
+    assert sorted(records) == list(range(2, 202))  # every data line has its outcome
+    assert records[100]["status"] == "failed"
+    assert "does not close within 10 lines" in records[100]["reason"]
+    assert all(records[i]["status"] == "created" for i in range(101, 202))
+    assert len(served.links) == 199
+    assert "201 lines read: 199 items, 1 bad line, 1 blank/header" in out
+    assert re.search(r"line 100: .*does not close", out)
 
 
 def test_bulk_link_all_good_is_exit_0(served: FakeTracker, run: Run, tmp_path: Path) -> None:
@@ -555,21 +643,6 @@ def test_queue_links_no_cycles(served: FakeTracker, run: Run) -> None:
     assert "no dependency cycles" in out
 
 
-def test_find_cycles_knots_and_long_chains() -> None:
-    graph = {f"A-{i}": {f"A-{i + 1}"} for i in range(1, 5000)}  # deep: no recursion limit
-    graph["A-5000"] = {"A-1"}
-    graph["B-1"] = {"B-2", "B-3"}
-    graph["B-2"] = {"B-1"}
-    graph["B-3"] = {"B-1"}
-    graph["C-1"] = {"C-2"}
-    cycles = _find_cycles(graph)
-    assert [(path[0], len(path), size) for path, size in cycles] == [
-        ("A-1", 5001, 5000),
-        ("B-1", 3, 3),
-    ]
-    assert cycles[1][0] == ["B-1", "B-2", "B-1"]
-
-
 # --- demo, output ----------------------------------------------------------------------------
 
 
@@ -632,7 +705,7 @@ def test_plain_text_without_rich(
 
 def test_redacting_stream() -> None:
     inner = io.StringIO()
-    stream = _Redacting(inner, _cli._secrets(["--token", "abcdefgh-1234", "--token=zyxwvuts-9"]))
+    stream = Redacting(inner, _setup.secrets(["--token", "abcdefgh-1234", "--token=zyxwvuts-9"]))
     stream.write("a abcdefgh-1234 b zyxwvuts-9 c")
     assert inner.getvalue() == "a *** b *** c"
-    assert _cli._secrets(["--token", "short"]) == []
+    assert _setup.secrets(["--token", "short"]) == []

@@ -296,3 +296,69 @@ def test_a_fixed_rate_is_not_changed_by_429s() -> None:
     assert gate.adaptive is not None
     assert gate.adaptive.current(5.0) is None
     assert gate.rate == 50.0
+
+
+# --- bounded in every state (issue 11, finding 1) --------------------------------------------
+
+
+def feed(adaptive: AdaptiveRate, start: float, seconds: float, rate: float) -> float:
+    """``rate`` accepted answers a second from ``start``; returns the time at the end."""
+    n = int(seconds * rate)
+    for i in range(n):
+        adaptive.on_accepted(start + i / rate)
+    return start + n / rate
+
+
+@pytest.mark.parametrize("hours", [0.2, 1.0, 5.0, 48.0])
+def test_a_slow_start_that_never_meets_a_limit_stays_finite(hours: float) -> None:
+    # One 429, then the client's own concurrency keeps it under the limit: no second event
+    # ends slow start. The climb used to overflow a float after ~440 s.
+    adaptive = AdaptiveRate()
+    gate = RateGate(adaptive=adaptive)
+    now = feed(adaptive, 0.0, 2.0, 80.0)
+    assert gate.on_rate_limited(now=now, sent_at=now, cooldown=1.0) is True
+    for t in (10.0, 440.0, 445.0, hours * 3600.0):
+        rate = adaptive.current(now + t)
+        assert rate is not None
+        assert math.isfinite(rate)
+        assert 0 < rate <= adaptive.max_rate
+    end = now + hours * 3600.0
+    assert gate.delay(end) >= 0.0  # pacing at the cap works too
+    assert gate.reserve(end) >= 0.0
+
+
+@pytest.mark.parametrize("hours", [0.2, 1.0, 5.0, 48.0])
+def test_a_429_after_hours_is_handled_like_the_first(hours: float) -> None:
+    first = AdaptiveRate()
+    gate = RateGate(adaptive=first)
+    now = feed(first, 0.0, 2.0, 80.0)
+    gate.on_rate_limited(now=now, sent_at=now, cooldown=1.0)
+    after_first = first.current(now + 1.0)
+    # Hours at 80/s (the client's own cap), then a one-off 429.
+    later = now + hours * 3600.0
+    end = feed(first, later, 2.0, 80.0)
+    assert gate.on_rate_limited(now=end, sent_at=end, cooldown=1.0) is True
+    after_later = first.current(end + 1.0)
+    assert after_first is not None
+    assert after_later is not None
+    assert after_later == pytest.approx(after_first, rel=0.05)
+    # And the next 429 ends slow start with a measured limit, as it did at the start.
+    end2 = feed(first, end + 1.0, 3.0, 100.0)
+    assert gate.on_rate_limited(now=end2, sent_at=end2, cooldown=1.0) is True
+    settled = first.current(end2 + 1.0)
+    assert settled is not None
+    assert 30.0 < settled < 200.0
+
+
+def test_steady_state_growth_is_bounded_too() -> None:
+    adaptive = AdaptiveRate()
+    gate = RateGate(adaptive=adaptive)
+    now = feed(adaptive, 0.0, 2.0, 100.0)
+    gate.on_rate_limited(now=now, sent_at=now, cooldown=1.0)
+    now = feed(adaptive, now + 1.0, 2.0, 100.0)
+    gate.on_rate_limited(now=now, sent_at=now, cooldown=1.0)  # ends slow start
+    for days in (1, 30, 10_000):
+        rate = adaptive.current(now + days * 86400.0)
+        assert rate is not None
+        assert math.isfinite(rate)
+        assert rate <= adaptive.max_rate

@@ -10,7 +10,6 @@
 Everything public is re-exported here; modules with a leading underscore are private.
 """
 
-from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
 from ._client import TrackerClient
 from ._exceptions import (
     AuthError,
@@ -35,9 +34,9 @@ from ._models import (
 )
 from ._plan import Plan
 from ._policy import RetryPolicy
+from ._reports import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
 from ._service import LinkService
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AuthError",

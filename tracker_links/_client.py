@@ -17,12 +17,12 @@ from ._http11 import FastTransport
 from ._policy import DEFAULT_RETRY, AdaptiveRate, RateGate, RetryPolicy
 from ._service import LinkService
 from ._transport import Clock, Sleep, Transport
+from ._version import __version__
 
 __all__ = ["TrackerClient"]
 
 DEFAULT_BASE_URL = "https://api.tracker.yandex.net"
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
-_VERSION = "0.1.0"
 
 
 def _is_loopback(host: str) -> bool:
@@ -136,7 +136,7 @@ class TrackerClient:
             self._org_header: org,
             "Accept": "application/json",
             "Content-Type": "application/json",
-            "User-Agent": f"tracker-links/{_VERSION}",
+            "User-Agent": f"tracker-links/{__version__}",
         }
         self._owns_http = http_client is None
         direct: FastTransport | None = None

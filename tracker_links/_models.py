@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
-from ._exceptions import InvalidInputError
+from ._errors import InvalidInputError
 
 __all__ = [
     "Direction",
@@ -302,6 +303,16 @@ class LinkSpec:
         """
         return link_identity(self.source, self.target, self.relationship)
 
+    @property
+    def digest(self) -> bytes:
+        """:attr:`canonical` as a compact, collision-safe (96-bit) key: the link's identity.
+
+        The one identity journals, de-duplication of repeats and ``--dry-run`` compare:
+        ``LinkSpec("A-1", "A-2", "depends on").digest`` equals the ``digest`` of
+        ``LinkSpec("A-2", "A-1", "is dependent by")``.
+        """
+        return hashlib.blake2b("\x1f".join(self.canonical).encode(), digest_size=12).digest()
+
     def matches(self, link: Link) -> bool:
         """Whether ``link``, read from :attr:`source`, is this very link."""
         return link.points_to(self.target) and link.relationship is self.relationship
@@ -315,8 +326,11 @@ class LinkSpec:
         }
 
     @classmethod
-    def coerce(cls, item: LinkSpec | tuple[str, str, Relationship | str]) -> LinkSpec:
-        """A :class:`LinkSpec` from itself or from a ``(source, target, relationship)`` tuple."""
+    def coerce(
+        cls, item: LinkSpec | tuple[str, str, Relationship | str] | Mapping[str, Any]
+    ) -> LinkSpec:
+        """A :class:`LinkSpec` from itself, a ``(source, target, relationship)`` tuple, or a
+        mapping with those keys."""
         if isinstance(item, LinkSpec):
             return item
         if isinstance(item, tuple) and len(item) == 3:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from itertools import chain
 from typing import Any, Final
 
 import attrs
 
-from ._bulk import IssueLinks, SpecInput
+from ._bulk_create import SpecInput
 from ._exceptions import InvalidInputError, NotFoundError
+from ._graph import find_cycles
 from ._models import (
     Direction,
     LinkSpec,
@@ -27,6 +28,7 @@ from ._models import (
     relationship_of,
     validate_link_id,
 )
+from ._reports import IssueLinks
 
 __all__ = ["Invalid", "Plan", "PlannedDelete", "Unread", "make_plan", "managed_relationships"]
 
@@ -389,10 +391,3 @@ def _cyclic_core(graph: Mapping[str, set[str]]) -> dict[str, set[str]]:
         for node, succ in graph.items()
         if indegree.get(node)
     }
-
-
-def find_cycles(graph: Mapping[str, set[str]]) -> Sequence[tuple[list[str], int]]:
-    """The cycle finder of :mod:`tracker_links._cli` until it moves to a library module."""
-    from ._cli import _find_cycles  # temporary: until the CLI's graph code moves out
-
-    return _find_cycles(graph)

@@ -92,6 +92,10 @@ class AdaptiveRate:
     3. After that the rate creeps up by ``increase`` (a fraction per second). An event then
        means the rate in force when the rejected request was sent was just over the limit:
        the rate goes back to ``backoff`` times it (and never above what was measured).
+
+    Every state is bounded: the rate never exceeds ``max_rate``, and an event after the rate
+    climbed there (or after a slow start longer than the memory of accepted answers) starts
+    over as at the first event, so a 429 after hours is handled like the first.
     """
 
     __slots__ = (
@@ -101,6 +105,7 @@ class AdaptiveRate:
         "_slow_start",
         "backoff",
         "increase",
+        "max_rate",
         "min_rate",
         "rate",
         "settle",
@@ -119,6 +124,7 @@ class AdaptiveRate:
         backoff: float = 0.95,
         increase: float = 0.002,
         min_rate: float = 1.0,
+        max_rate: float = 100_000.0,
     ) -> None:
         self.rate: float | None = None
         self.window = window
@@ -126,6 +132,7 @@ class AdaptiveRate:
         self.backoff = backoff
         self.increase = increase
         self.min_rate = min_rate
+        self.max_rate = max_rate
         self._accepted: collections.deque[float] = collections.deque()
         self._burst = 0.0
         self._slow_start = False
@@ -135,7 +142,7 @@ class AdaptiveRate:
         """A request was answered with anything but 429."""
         acc = self._accepted
         acc.append(now)
-        horizon = now - max(self.window, 8.0)
+        horizon = now - self._horizon()
         while acc[0] < horizon:
             acc.popleft()
 
@@ -148,8 +155,17 @@ class AdaptiveRate:
         if since <= 0:
             return rate
         if self._slow_start:
-            return rate * math.pow(self._GROWTH, since / self._STEP)
-        return rate * (1.0 + self.increase * since)
+            # Bounded in every state: the climb stops at ``max_rate`` (an exponent of hours
+            # would overflow a float).
+            steps = min(since / self._STEP, self._steps_to_max(rate))
+            return min(self.max_rate, rate * math.pow(self._GROWTH, steps))
+        return min(self.max_rate, rate * (1.0 + self.increase * since))
+
+    def _steps_to_max(self, rate: float) -> float:
+        return math.log(max(self.max_rate / rate, 1.0)) / math.log(self._GROWTH)
+
+    def _horizon(self) -> float:
+        return max(self.window, 8.0)
 
     def _count_since(self, start: float) -> tuple[int, float]:
         """Answers accepted since ``start``, and the time of the first of them."""
@@ -160,11 +176,17 @@ class AdaptiveRate:
         """A 429 event at ``now`` for a request sent at ``sent_at``; sending had resumed at
         ``resumed_at`` after the previous cool-down; the new cool-down lasts ``cooldown``."""
         rate = self.rate
-        if rate is None:
-            accepted, _ = self._count_since(resumed_at)
-            # What got through before the first 429: mostly the service's burst allowance.
+        sending = self.current(sent_at)
+        climbed = self._slow_start and sent_at - max(self._since, resumed_at) > self._horizon()
+        if rate is None or sending is None or sending >= self.max_rate or climbed:
+            # The first event, or one after the rate grew unbounded by the service (the
+            # client's own concurrency kept it under the limit, or the 429 was a one-off):
+            # start again as at the first. What got through in the last cool-down's length
+            # before it was mostly the service's burst allowance.
+            span = max(cooldown, 1.0)
+            accepted, _ = self._count_since(max(resumed_at, now - span))
             self._burst = float(accepted)
-            new = accepted / max(cooldown, 1.0)
+            new = accepted / span
             self._slow_start = True
         elif self._slow_start:
             start = max(self._since, resumed_at)
@@ -175,14 +197,13 @@ class AdaptiveRate:
             new = self.settle * limit
             self._slow_start = False
         else:
-            sending = self.current(sent_at) or rate
             accepted, first = self._count_since(max(resumed_at, now - self.window))
             span = now - first
-            measured = accepted / span if span >= 0.5 else sending
+            measured = accepted / span if span >= 0.5 and accepted > 1 else sending
             # A 429 soon after resuming means the rate is well over the limit: back off more.
             factor = self.backoff if now - resumed_at >= 2.0 else self.backoff**3
             new = factor * min(sending, measured)
-        self.rate = max(self.min_rate, new)
+        self.rate = min(self.max_rate, max(self.min_rate, new))
         self._since = now + cooldown
 
 

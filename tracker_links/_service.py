@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+import os
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import Any, Final, TypeVar
 
-from . import _protocol
+from . import _bulk_create, _bulk_read, _protocol, _sync
+from ._bulk_create import SpecInput
 from ._converter import structure, structure_link, structure_links
 from ._exceptions import ConflictError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
+from ._ops import Ops
+from ._plan import Plan
+from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
+from ._streams import Stream
 from ._transport import Transport, UncertainError
-
-if TYPE_CHECKING:
-    from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, SpecInput
-    from ._plan import Plan
 
 __all__ = ["LinkService"]
 
@@ -36,6 +38,14 @@ class LinkService:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
+        # What the bulk engines may call: these few methods, not the service's insides.
+        self._ops = Ops(
+            create=self._create,
+            get=self.get,
+            search=transport.send,
+            concurrency=transport.limiter.total,
+            clock=transport.clock,
+        )
 
     # --- single calls ------------------------------------------------------------------------
 
@@ -69,7 +79,7 @@ class LinkService:
         link, _ = await self._create(LinkSpec(issue, target, relationship), exist_ok=exist_ok)
         return link
 
-    async def _create(self, spec: LinkSpec, *, exist_ok: bool = False) -> tuple[Link, int]:
+    async def _create(self, spec: LinkSpec, exist_ok: bool = False) -> tuple[Link, int]:
         """The safe create; also returns how many POSTs were sent (for bulk reports)."""
         issue, target = spec.source, spec.target
         req = _protocol.create_request(spec)
@@ -153,39 +163,41 @@ class LinkService:
         specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
         *,
         on_progress: Callable[[int, int | None, Outcome], object] | None = None,
-        journal: str | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> BulkReport:
         """Create many links; return a :class:`BulkReport` with one outcome per input item.
 
-        See :func:`create_many` for the semantics. A 401/403 stops the batch (the rest are
+        See :meth:`create_many` for the semantics. A 401/403 stops the batch (the rest are
         ``SKIPPED``) and the report is still returned, not lost in an exception.
         """
-        from ._bulk import bulk_create
-
-        return await bulk_create(self, specs, on_progress=on_progress, journal=journal)
+        return await _bulk_create.bulk_create(
+            self._ops, specs, on_progress=on_progress, journal=journal
+        )
 
     def create_many(
         self,
         specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
         *,
-        journal: str | None = None,
-    ) -> AsyncIterator[Outcome]:
+        journal: str | os.PathLike[str] | None = None,
+    ) -> Stream[Outcome]:
         """Create many links, yielding each :class:`Outcome` as it completes.
 
-        ``specs`` is any iterable or async iterable of :class:`LinkSpec` or
-        ``(source, target, relationship)`` tuples, read lazily: memory stays bounded however
-        long it is. The same link given twice (in either spelling) is created once. To stop
-        before the end, close it where you use it, as with any async generator that runs
-        tasks::
+        ``specs`` is any iterable or async iterable of :class:`LinkSpec`,
+        ``(source, target, relationship)`` tuples or mappings with those keys (and optionally
+        ``"line"``, copied to :attr:`Outcome.line`), read lazily: memory stays bounded however
+        long it is. The same link given twice (in either spelling) is created once; the repeat's
+        outcome has ``repeat_of`` set. Use it as a context manager, so that leaving the loop
+        early (``break``, an exception) stops the work at once::
 
-            async with contextlib.aclosing(client.links.create_many(specs)) as outcomes:
+            async with client.links.create_many(specs) as outcomes:
                 async for outcome in outcomes:
                     if outcome.status is OutcomeStatus.FAILED:
                         break
-        """
-        from ._bulk import create_many
 
-        return create_many(self, specs, journal=journal)
+        ``async for`` directly works too (then close it with ``contextlib.aclosing`` to leave
+        early).
+        """
+        return _bulk_create.create_many(self._ops, specs, journal=journal)
 
     async def bulk_get(
         self,
@@ -194,15 +206,14 @@ class LinkService:
         on_progress: Callable[[int, int | None, IssueLinks], object] | None = None,
     ) -> LinksReport:
         """The links of many issues, fetched concurrently: a :class:`LinksReport`."""
-        from ._bulk import bulk_get
+        return await _bulk_read.bulk_get(self._ops, keys, on_progress=on_progress)
 
-        return await bulk_get(self, keys, on_progress=on_progress)
+    def get_many(self, keys: Iterable[str] | AsyncIterable[str]) -> Stream[IssueLinks]:
+        """Yield :class:`IssueLinks` for each key as its links arrive (completion order).
 
-    def get_many(self, keys: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[IssueLinks]:
-        """Yield :class:`IssueLinks` for each key as its links arrive (completion order)."""
-        from ._bulk import get_many
-
-        return get_many(self, keys)
+        Like :meth:`create_many`, usable as ``async with client.links.get_many(keys) as it:``.
+        """
+        return _bulk_read.get_many(self._ops, keys)
 
     def queue_links(
         self,
@@ -210,15 +221,15 @@ class LinkService:
         *,
         query: str | None = None,
         filter: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[IssueLinks]:
+    ) -> Stream[IssueLinks]:
         """Yield the links of every issue of a queue (or of a ``query``/``filter`` search).
 
         Issues are enumerated with ``POST /v2/issues/_search`` while their links are already
-        being fetched; with more than 10,000 issues it switches to scroll mode.
+        being fetched; with more than 10,000 issues it switches to scroll mode. Like
+        :meth:`create_many`, usable as ``async with client.links.queue_links("PROJ") as it:``.
         """
-        from ._bulk import queue_links, search_body
-
-        return queue_links(self, search_body(queue, query=query, filter=filter))
+        body = _protocol.search_body(queue, query=query, filter=filter)
+        return _bulk_read.queue_links(self._ops, body)
 
     # --- sync --------------------------------------------------------------------------------
 
@@ -243,16 +254,10 @@ class LinkService:
 
         >>> plan = await client.links.plan(desired, queue="PROJ", prune=True)  # doctest: +SKIP
         """
-        from ._sync import plan
-
-        return await plan(
-            self,
-            desired,
-            queue=queue,
-            query=query,
-            filter=filter,
-            relationships=relationships,
-            prune=prune,
+        searched = queue is not None or query is not None or filter is not None
+        search = _protocol.search_body(queue, query=query, filter=filter) if searched else None
+        return await _sync.plan(
+            self._ops, desired, search=search, relationships=relationships, prune=prune
         )
 
 

@@ -2,23 +2,23 @@
 
 :func:`plan` reads through the read engine (``queue_links`` for the search, then ``get_many``
 for the issues named only in the desired links) and leaves every decision to
-:func:`tracker_links._plan.make_plan`. :func:`apply` deletes, then creates with ``bulk_create``.
+:func:`tracker_links._plan.make_plan`. Like the bulk engines, it is given the narrow
+:class:`~tracker_links._ops.Ops` interface of a client, not a :class:`LinkService`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._bulk import IssueLinks, SpecInput
+from . import _bulk_read
+from ._bulk_create import SpecInput
 from ._exceptions import AuthError, InvalidInputError
-from ._models import LinkSpec
+from ._models import LinkSpec, Relationship
+from ._ops import Ops
 from ._plan import Plan, make_plan, managed_relationships
-
-if TYPE_CHECKING:
-    from ._models import Relationship
-    from ._service import LinkService
+from ._reports import IssueLinks
 
 __all__ = ["plan"]
 
@@ -49,19 +49,16 @@ def _named_keys(items: Iterable[object]) -> dict[str, None]:
 
 
 async def plan(
-    service: LinkService,
+    ops: Ops,
     desired: Iterable[SpecInput | object] | AsyncIterable[SpecInput | object],
     *,
-    queue: str | None = None,
-    query: str | None = None,
-    filter: Mapping[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
     relationships: Iterable[Relationship | str] | str | None = None,
     prune: bool = False,
 ) -> Plan:
+    """Read the scope (the issues ``search`` finds, if given, and those ``desired`` names)."""
     managed_relationships(relationships)  # bad values fail before any request
-    search = queue is not None or query is not None or filter is not None
-    # Validates queue/query/filter before any request; runs only when iterated.
-    issues = service.queue_links(queue, query=query, filter=filter) if search else None
+    issues = _bulk_read.queue_links(ops, search) if search is not None else None
     items = await _desired_items(desired)
     current: list[IssueLinks] = []
     scope: set[str] = set()
@@ -78,5 +75,5 @@ async def plan(
         await read(issues)
     rest = [key for key in _named_keys(items) if key not in scope]
     if rest:
-        await read(service.get_many(rest))
+        await read(_bulk_read.get_many(ops, rest))
     return make_plan(items, scope, current, relationships=relationships, prune=prune)

@@ -16,8 +16,21 @@ The pytest plugin (installed with the package) provides the ``fake_tracker`` and
 ``fake_tracker_url`` fixtures.
 """
 
-from ._fake import FakeTracker, Sleep
-from ._state import API_URL, Clock, FakeIssue, FakeStats, Reply, StoredLink, TrackerState
+from ._context import Clock
+from ._fake import FakeTracker, TrackerState
+from ._limits import (
+    FixedWindow,
+    InFlightCap,
+    Limit,
+    Schedule,
+    SlidingWindow,
+    TokenBucket,
+    parse_limit,
+)
+from ._payloads import API_URL, Reply
+from ._pipeline import Sleep
+from ._stats import FakeStats
+from ._store import FakeIssue, StoredLink
 from ._transport import FakeTransport
 
 __all__ = [
@@ -27,8 +40,15 @@ __all__ = [
     "FakeStats",
     "FakeTracker",
     "FakeTransport",
+    "FixedWindow",
+    "InFlightCap",
+    "Limit",
     "Reply",
+    "Schedule",
     "Sleep",
+    "SlidingWindow",
     "StoredLink",
+    "TokenBucket",
     "TrackerState",
+    "parse_limit",
 ]

@@ -1,0 +1,12 @@
+"""One module per command; each has ``register(commands)``, which adds its parser and ``run``.
+
+The order here is the order of ``tracker-links --help``.
+"""
+
+from __future__ import annotations
+
+from . import bulk_link, demo, fake_server, get, link, queue_links, types, unlink
+
+__all__ = ["COMMANDS"]
+
+COMMANDS = (get, link, unlink, types, bulk_link, queue_links, fake_server, demo)

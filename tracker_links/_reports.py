@@ -1,0 +1,186 @@
+"""The public results of the bulk calls: one :class:`Outcome` per item, and the reports.
+
+Pure data: no I/O but :meth:`BulkReport.write_jsonl`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from typing import Any
+
+import attrs
+
+from ._exceptions import TrackerError
+from ._models import Link, LinkSpec
+
+__all__ = [
+    "BulkReport",
+    "IssueLinks",
+    "LinksReport",
+    "Outcome",
+    "OutcomeStatus",
+]
+
+
+class OutcomeStatus(enum.Enum):
+    """What happened to one item of a bulk create."""
+
+    CREATED = "created"
+    """The link was created by this run."""
+    EXISTS = "exists"
+    """The link was already there (on the service, in the journal, or earlier in the input)."""
+    FAILED = "failed"
+    """The item could not be done; ``Outcome.error`` says why."""
+    SKIPPED = "skipped"
+    """Not attempted: the batch stopped (a 401/403) before reaching it."""
+
+
+@attrs.frozen
+class Outcome:
+    """The result for one input item of :meth:`LinkService.bulk_create` / ``create_many``.
+
+    ``spec`` is the :class:`LinkSpec`, or the raw input item when it could not be read as one
+    (then ``error`` is an :class:`InvalidInputError`). ``link`` is the created or existing link
+    when the service returned it. ``attempts`` counts the POSTs sent for this item (0 when none
+    was needed). ``index`` is the item's position in the input (0-based); ``line`` is its line
+    number when the caller gave one (an input item that is a mapping with a ``"line"`` key).
+    ``repeat_of`` is the ``index`` of the earlier input item this one repeats (the same link,
+    in either spelling), whose outcome it shares; ``None`` when it is not a repeat.
+    """
+
+    spec: Any
+    status: OutcomeStatus
+    link: Link | None = None
+    error: TrackerError | None = None
+    attempts: int = 0
+    index: int = 0
+    note: str | None = None
+    repeat_of: int | None = None
+    line: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the link is on the service now (``CREATED`` or ``EXISTS``)."""
+        return self.status in (OutcomeStatus.CREATED, OutcomeStatus.EXISTS)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the item failed or was skipped, as one line (``None`` when it is ok)."""
+        if self.error is not None:
+            return f"{type(self.error).__name__}: {self.error}"
+        return self.note if not self.ok else None
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON object: the line a journal or a report file holds for this item."""
+        spec = self.spec
+        out: dict[str, Any] = {"index": self.index}
+        if self.line is not None:
+            out["line"] = self.line
+        out["status"] = self.status.value
+        if isinstance(spec, LinkSpec):
+            out.update(spec.as_dict())
+        else:
+            out["input"] = repr(spec)
+        if self.link is not None:
+            out["link_id"] = self.link.id
+        out["attempts"] = self.attempts
+        if self.repeat_of is not None:
+            out["repeat_of"] = self.repeat_of
+        if self.error is not None:
+            out["error"] = type(self.error).__name__
+            out["status_code"] = self.error.status_code
+        reason = self.reason
+        if reason is not None:
+            out["reason"] = reason
+        elif self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+@attrs.define
+class BulkReport:
+    """Every outcome of a bulk create, in input order, with counts and a summary.
+
+    ``created``, ``existing``, ``failed`` and ``skipped`` are the outcomes of each status (lists:
+    ``len(report.failed)`` counts them); ``ok`` is True when nothing failed or was skipped;
+    ``elapsed`` is the wall time in seconds.
+    """
+
+    outcomes: list[Outcome]
+    elapsed: float = 0.0
+
+    def _of(self, status: OutcomeStatus) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status is status]
+
+    @property
+    def created(self) -> list[Outcome]:
+        """Outcomes whose link this run created."""
+        return self._of(OutcomeStatus.CREATED)
+
+    @property
+    def existing(self) -> list[Outcome]:
+        """Outcomes whose link was already there."""
+        return self._of(OutcomeStatus.EXISTS)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """Outcomes that failed, each with its ``error``."""
+        return self._of(OutcomeStatus.FAILED)
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        """Outcomes not attempted because the batch stopped."""
+        return self._of(OutcomeStatus.SKIPPED)
+
+    @property
+    def ok(self) -> bool:
+        """True when every item is ``CREATED`` or ``EXISTS``."""
+        return all(o.ok for o in self.outcomes)
+
+    def counts(self) -> dict[str, int]:
+        """``{"created": n, "exists": n, "failed": n, "skipped": n}``."""
+        counts = dict.fromkeys((s.value for s in OutcomeStatus), 0)
+        for o in self.outcomes:
+            counts[o.status.value] += 1
+        return counts
+
+    def summary(self) -> str:
+        """One line, such as ``10000 items in 51.2s (195/s): 9800 created, 150 exists, …``."""
+        c = self.counts()
+        n = len(self.outcomes)
+        rate = f" ({n / self.elapsed:.0f}/s)" if self.elapsed > 0 else ""
+        return (
+            f"{n} items in {self.elapsed:.1f}s{rate}: {c['created']} created, "
+            f"{c['exists']} exists, {c['failed']} failed, {c['skipped']} skipped"
+        )
+
+    def write_jsonl(self, path: str | os.PathLike[str]) -> None:
+        """Write one JSON object per outcome (see :meth:`Outcome.to_json`) to ``path``."""
+        with open(path, "w", encoding="utf-8") as f:
+            for o in self.outcomes:
+                f.write(json.dumps(o.to_json(), ensure_ascii=False) + "\n")
+
+
+@attrs.frozen
+class IssueLinks:
+    """The links of one issue; ``error`` is set (and ``links`` empty) when reading failed."""
+
+    key: str
+    links: list[Link]
+    error: TrackerError | None = None
+
+
+@attrs.define
+class LinksReport:
+    """The result of :meth:`LinkService.bulk_get`: links by key, and the keys that failed."""
+
+    links: dict[str, list[Link]] = attrs.field(factory=dict)
+    failed: dict[str, TrackerError] = attrs.field(factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every key was read."""
+        return not self.failed
