@@ -260,6 +260,25 @@ class LinkService:
             self._ops, desired, search=search, relationships=relationships, prune=prune
         )
 
+    async def apply(
+        self,
+        plan: Plan,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
+
+        Deletes are by link id on the issue the plan lists (``DELETED``; ``ABSENT`` when the
+        link is gone already); creates are those of :meth:`bulk_create` (``CREATED``;
+        ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
+        records both phases: an interrupted apply re-run with it sends nothing that was done.
+        A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
+        """
+        return await _sync.apply(
+            self._ops, self.delete, plan, journal=journal, on_progress=on_progress
+        )
+
 
 def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:
     try:
