@@ -35,6 +35,10 @@ class OutcomeStatus(enum.Enum):
     """The item could not be done; ``Outcome.error`` says why."""
     SKIPPED = "skipped"
     """Not attempted: the batch stopped (a 401/403) before reaching it."""
+    DELETED = "deleted"
+    """The link was deleted by this run."""
+    ABSENT = "absent"
+    """No such link on the service (gone already): nothing to do, not a failure."""
 
 
 @attrs.frozen
@@ -69,8 +73,13 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        """Whether the link is on the service now (``CREATED`` or ``EXISTS``)."""
-        return self.status in (OutcomeStatus.CREATED, OutcomeStatus.EXISTS)
+        """Whether the item is done: ``CREATED``/``EXISTS`` (``DELETED``/``ABSENT``: deletes)."""
+        return self.status in (
+            OutcomeStatus.CREATED,
+            OutcomeStatus.EXISTS,
+            OutcomeStatus.DELETED,
+            OutcomeStatus.ABSENT,
+        )
 
     @property
     def reason(self) -> str | None:

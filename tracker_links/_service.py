@@ -6,23 +6,21 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 import attrs
 
-from . import _bulk_create, _bulk_read, _protocol
+from . import _bulk_create, _bulk_read, _protocol, _sync
 from ._bulk_create import SpecInput
 from ._converter import structure, structure_link, structure_links
 from ._exceptions import ConflictError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
 from ._ops import Created, Ops, Unresolved
+from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
 from ._transport import Transport, UncertainError
-
-if TYPE_CHECKING:
-    from ._plan import Plan
 
 __all__ = ["LinkService"]
 
@@ -321,16 +319,29 @@ class LinkService:
 
         >>> plan = await client.links.plan(desired, queue="PROJ", prune=True)  # doctest: +SKIP
         """
-        from ._sync import plan
+        searched = queue is not None or query is not None or filter is not None
+        search = _protocol.search_body(queue, query=query, filter=filter) if searched else None
+        return await _sync.plan(
+            self._ops, desired, search=search, relationships=relationships, prune=prune
+        )
 
-        return await plan(
-            self,
-            desired,
-            queue=queue,
-            query=query,
-            filter=filter,
-            relationships=relationships,
-            prune=prune,
+    async def apply(
+        self,
+        plan: Plan,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
+
+        Deletes are by link id on the issue the plan lists (``DELETED``; ``ABSENT`` when the
+        link is gone already); creates are those of :meth:`bulk_create` (``CREATED``;
+        ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
+        records both phases: an interrupted apply re-run with it sends nothing that was done.
+        A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
+        """
+        return await _sync.apply(
+            self._ops, self.delete, plan, journal=journal, on_progress=on_progress
         )
 
 
