@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
@@ -36,12 +36,9 @@ class OutcomeStatus(enum.Enum):
     SKIPPED = "skipped"
     """Not attempted: the batch stopped (a 401/403) before reaching it."""
     DELETED = "deleted"
-    """The link was deleted by this run (bulk delete, undo)."""
+    """The link was deleted by this run."""
     ABSENT = "absent"
-    """No such link on the service: nothing to delete (not a failure)."""
-
-
-_NOT_OK: Final = frozenset({OutcomeStatus.FAILED, OutcomeStatus.SKIPPED})
+    """No such link on the service (gone already): nothing to do, not a failure."""
 
 
 @attrs.frozen
@@ -55,6 +52,12 @@ class Outcome:
     number when the caller gave one (an input item that is a mapping with a ``"line"`` key).
     ``repeat_of`` is the ``index`` of the earlier input item this one repeats (the same link,
     in either spelling), whose outcome it shares; ``None`` when it is not a repeat.
+    ``verified_by`` is set when the outcome rests on a check instead of the service's answer:
+    the answer to the create was lost (or the process died with it in flight) and the link
+    was found by reading the issue's links; it names what decided between ``CREATED`` and
+    ``EXISTS``: ``"created_at"`` (the link's ``createdAt`` against the first attempt),
+    ``"created_by"`` (its ``createdBy`` against the token's own user), both joined by ``+``,
+    or ``"read_back"`` (found, with neither field to check).
     """
 
     spec: Any
@@ -66,12 +69,17 @@ class Outcome:
     note: str | None = None
     repeat_of: int | None = None
     line: int | None = None
+    verified_by: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Whether the item is done: ``CREATED`` or ``EXISTS`` (the link is on the service now),
-        ``DELETED`` or ``ABSENT`` (it is not); False for ``FAILED`` and ``SKIPPED``."""
-        return self.status not in _NOT_OK
+        """Whether the item is done: ``CREATED``/``EXISTS`` (``DELETED``/``ABSENT``: deletes)."""
+        return self.status in (
+            OutcomeStatus.CREATED,
+            OutcomeStatus.EXISTS,
+            OutcomeStatus.DELETED,
+            OutcomeStatus.ABSENT,
+        )
 
     @property
     def reason(self) -> str | None:
@@ -93,9 +101,13 @@ class Outcome:
             out["input"] = repr(spec)
         if self.link is not None:
             out["link_id"] = self.link.id
+            if isinstance(spec, LinkSpec):
+                out["link_issue"] = spec.source  # where it was created (or found): undo's key
         out["attempts"] = self.attempts
         if self.repeat_of is not None:
             out["repeat_of"] = self.repeat_of
+        if self.verified_by is not None:
+            out["verified_by"] = self.verified_by
         if self.error is not None:
             out["error"] = type(self.error).__name__
             out["status_code"] = self.error.status_code
@@ -159,7 +171,7 @@ class BulkReport:
         return all(o.ok for o in self.outcomes)
 
     def counts(self) -> dict[str, int]:
-        """``{"created": n, "exists": n, "failed": n, "skipped": n, "deleted": n, "absent": n}``."""
+        """The outcomes of each status: ``{"created": n, "exists": n, "failed": n, …}``."""
         counts = dict.fromkeys((s.value for s in OutcomeStatus), 0)
         for o in self.outcomes:
             counts[o.status.value] += 1
@@ -169,7 +181,7 @@ class BulkReport:
         """One line, such as ``10000 items in 51.2s (195/s): 9800 created, 150 exists, …``.
 
         A delete's report counts ``deleted`` and ``absent`` instead of ``created`` and
-        ``exists`` (a report holding both kinds counts all six).
+        ``exists`` (a report holding both kinds, such as a sync's, counts all six).
         """
         c = self.counts()
         n = len(self.outcomes)
