@@ -10,6 +10,7 @@ read and written through to the part that uses it.
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
@@ -210,12 +211,12 @@ class FakeTracker:
         self._ctx.set_clock(value)
 
     @property
-    def random(self) -> Any:
-        """The one source of randomness of every knob (a ``random.Random`` seeded by ``seed``)."""
+    def random(self) -> random.Random:
+        """The one source of randomness of every knob (seeded by ``seed``)."""
         return self._ctx.random
 
     @random.setter
-    def random(self, value: Any) -> None:
+    def random(self, value: random.Random) -> None:
         self._ctx.random = value
 
     @property
