@@ -247,6 +247,9 @@ def test_head_reads_no_body_and_reuse_needs_nothing_after() -> None:
     answer = ResponseParser(False).feed(ok(b"x", b"Connection: keep-alive, Close"))
     assert answer is not None
     assert answer.reusable is False
+    answer = ResponseParser(False).feed(ok(b"x", b"Connection:\r\n close"))  # folded
+    assert answer is not None
+    assert answer.reusable is False
 
 
 def test_parse_head_reports_the_framing() -> None:
@@ -323,6 +326,11 @@ def test_a_body_over_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_head_over_the_limit_is_refused() -> None:
     with pytest.raises(httpx.RemoteProtocolError, match="too long"):
         ResponseParser(False).feed(H + b"X: y\r\n" * (_framing.MAX_HEAD // 6 + 1))
+    trickled = ResponseParser(False)  # a byte at a time: each byte searched once
+    for byte in H + b"X: y\r\n" * 2000:
+        assert trickled.feed(bytes([byte])) is None
+    with pytest.raises(httpx.RemoteProtocolError, match="too long"):
+        ResponseParser(False).feed(CHUNKED + b"1;" + b"x" * 5000)
 
 
 # -- requests ---------------------------------------------------------------------------------
