@@ -32,6 +32,8 @@ Clock = Callable[[], float]
 _NO_ANSWER: Final = (httpx.TransportError, httpx.DecodingError)
 # Failures that prove the request never left: safe to re-send even a create.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures to make a connection at all (refused, DNS, TLS handshake): the service not reached.
+_NOT_REACHED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class Response:
@@ -125,6 +127,20 @@ class Slots:
         self.release()
 
 
+class Counts:
+    """What a transport has sent so far, for a progress line: attempts, retries, 429s.
+
+    Plain integers bumped on the send path (no lock: one event loop); read them any time.
+    """
+
+    __slots__ = ("rate_limited", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0  # attempts sent (each retry counts again)
+        self.retries = 0  # attempts that are retries of an earlier one
+        self.rate_limited = 0  # answers of 429
+
+
 class UncertainError(TrackerError):
     """A write that may or may not have been applied (5xx, read timeout, dropped connection).
 
@@ -178,6 +194,7 @@ class Transport:
         self._headers = dict(headers) if headers else None
         self.limiter = Slots(max_concurrency)
         self.gate = rate
+        self.counts = Counts()
         self.retry = retry
         self.sleep = sleep
         self.clock = clock
@@ -213,7 +230,7 @@ class Transport:
         instead of being re-sent; 429s and failures to connect are still retried, as they
         prove nothing was written.
         """
-        retry, clock = self.retry, self.clock
+        retry, clock, counts = self.retry, self.clock, self.counts
         started = clock()
         attempt = 0
         url = self.base_url + req.path
@@ -221,6 +238,7 @@ class Transport:
         moved: list[str] | None = None  # the URLs redirected from (a moved issue)
         while True:
             attempt += 1
+            counts.requests += 1
             status: int | None = None
             error: TrackerError
             retry_after: float | None = None
@@ -259,6 +277,7 @@ class Transport:
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         method=req.method,
                         url=url,
+                        connect_failed=isinstance(exc, _NOT_REACHED),
                     )
                     proven_unsent = isinstance(exc, _NOT_SENT)
                     if debug:
@@ -305,6 +324,7 @@ class Transport:
                             return Redirected(resp, req.path, url, moved)
                         return resp
                     if status == 429:
+                        counts.rate_limited += 1
                         retry_after = _protocol.parse_retry_after(
                             resp.headers.get("retry-after"), time.time()
                         )
@@ -327,6 +347,7 @@ class Transport:
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
             if delay is None:
                 raise _final(error, attempt)
+            counts.retries += 1
             logger.warning(
                 "%s %s failed (%s), retry %d/%d in %.2fs",
                 req.method,
