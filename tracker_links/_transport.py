@@ -272,7 +272,9 @@ class Transport:
                         tls = _tls.permanent_failure(exc)
                         if tls is not None:  # no retry fixes a certificate: fail at once
                             message = _tls.describe(tls, httpx.URL(url).host)
-                            raise TransportError(message, method=req.method, url=url) from exc
+                            raise TransportError(
+                                message, method=req.method, url=url, connect_failed=True
+                            ) from exc
                     error = TransportError(
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         method=req.method,
