@@ -12,6 +12,7 @@ import respx
 from tracker_links import TrackerClient, TrackerError
 from tracker_links._protocol import Request
 from tracker_links._redirects import MAX_REDIRECTS
+from tracker_links.testing import FakeTracker
 
 from .helpers import BASE, FakeTime
 from .test_http11 import Scripted, scripted
@@ -169,3 +170,39 @@ async def test_no_request_reaches_another_host_over_loopback(ft: FakeTime) -> No
         assert isinstance(other, Scripted)
         assert other.accepted == 0
         assert other.requests == []
+
+
+# -- against the fake Tracker, which redirects a moved issue's old key -------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_moved_issues_against_the_fake_over_loopback(status: int) -> None:
+    fake = FakeTracker(queues={"TEST": 5, "NEW": 1}, seed=1, redirect_status=status)
+    new = fake.move_issue("TEST-1", "NEW")
+    with fake.serve() as base_url:
+        async with TrackerClient(TOKEN, org_id="1", base_url=base_url) as tracker:
+            link = await tracker.links.create("TEST-1", "TEST-2", "depends on")  # the old key
+            assert [seen.id for seen in await tracker.links.get("TEST-1")] == [link.id]
+            resp = await tracker._transport.send(Request("GET", "/v2/issues/TEST-1/links"))
+            assert resp.path == f"/v2/issues/{new}/links"
+            assert resp.redirected_from == (base_url + "/v2/issues/TEST-1/links",)
+            await tracker.links.delete("TEST-1", link.id)
+    # Each call once to the old key (redirected), once to the new: the create too, as a POST.
+    assert fake.stats.count("POST", status) == 1
+    assert fake.stats.count("POST", 201) == 1
+    assert fake.stats.count("GET", status) == 2
+    assert fake.stats.count("DELETE", status) == 1
+    assert fake.stats.redirects == 4
+    assert fake.stats.creates == 1
+    assert not fake.links
+
+
+async def test_moved_issues_against_the_fake_in_process(ft: FakeTime) -> None:
+    fake = FakeTracker(queues={"TEST": 5, "NEW": 1}, seed=1, redirect_status=307)
+    new = fake.move_issue("TEST-2", "NEW")
+    async with TrackerClient(
+        TOKEN, org_id="1", base_url="http://localhost", transport=fake.transport()
+    ) as tracker:
+        await tracker.links.create("TEST-2", "TEST-3", "relates")
+        (link,) = await tracker.links.get("TEST-3")
+        assert link.target.key == new
