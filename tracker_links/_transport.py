@@ -15,7 +15,7 @@ from typing import Final
 import anyio
 import httpx
 
-from . import _protocol
+from . import _protocol, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
 from ._policy import RateGate, RetryPolicy
@@ -32,6 +32,8 @@ Clock = Callable[[], float]
 _NO_ANSWER: Final = (httpx.TransportError, httpx.DecodingError)
 # Failures that prove the request never left: safe to re-send even a create.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures to make a connection at all (refused, DNS, TLS handshake): the service not reached.
+_NOT_REACHED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class Response:
@@ -243,10 +245,16 @@ class Transport:
                         )
                         resp = Response(answer.status_code, answer.headers, answer.content)
                 except _NO_ANSWER as exc:
+                    if isinstance(exc, httpx.ConnectError):
+                        tls = _tls.permanent_failure(exc)
+                        if tls is not None:  # no retry fixes a certificate: fail at once
+                            message = _tls.describe(tls, httpx.URL(url).host)
+                            raise TransportError(message, method=req.method, url=url) from exc
                     error = TransportError(
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         method=req.method,
                         url=url,
+                        connect_failed=isinstance(exc, _NOT_REACHED),
                     )
                     proven_unsent = isinstance(exc, _NOT_SENT)
                     if debug:
