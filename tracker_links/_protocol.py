@@ -34,6 +34,7 @@ __all__ = [
     "error_for",
     "get_links",
     "link_types",
+    "myself",
     "parse_link_header",
     "parse_retry_after",
     "search_body",
@@ -96,6 +97,21 @@ def delete_link(issue: str, link_id: int | str) -> Request:
 def link_types() -> Request:
     """``GET /v2/linktypes``."""
     return Request("GET", "/v2/linktypes")
+
+
+def myself() -> Request:
+    """``GET /v2/myself``: the token's own user."""
+    return Request("GET", "/v2/myself")
+
+
+_USER_ID_FIELDS: Final = ("uid", "login", "id", "trackerUid", "passportUid")
+
+
+def user_ids(data: object) -> frozenset[str]:
+    """Every id a user answered by ``/v2/myself`` may appear under in a ``createdBy`` ref."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object for the user, got {type(data).__name__}")
+    return frozenset(str(data[k]) for k in _USER_ID_FIELDS if data.get(k) not in (None, ""))
 
 
 def search_issues(body: Mapping[str, Any], params: Mapping[str, str | int]) -> Request:

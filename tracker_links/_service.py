@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
+
+import anyio
+import attrs
 
 from . import _bulk_create, _bulk_read, _protocol, _sync
 from ._bulk_create import SpecInput
 from ._converter import structure, structure_link, structure_links
 from ._exceptions import ConflictError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
-from ._ops import Ops
+from ._ops import Created, Ops, Unresolved
 from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
@@ -23,6 +27,10 @@ __all__ = ["LinkService"]
 T = TypeVar("T")
 
 logger: Final = logging.getLogger("tracker_links")
+
+# How far the service's clock may run behind ours: a link whose createdAt is earlier than the
+# first attempt by more than this was there before it.
+_CLOCK_SKEW: Final = 2.0
 
 # After the service refused a create as a duplicate, the link may not be listed yet (its
 # search index lags a second or two): read again after these pauses before giving up.
@@ -38,10 +46,14 @@ class LinkService:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
+        self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
+        self._myself: frozenset[str] | None = None
+        self._myself_lock = anyio.Lock()
         # What the bulk engines may call: these few methods, not the service's insides.
         self._ops = Ops(
             create=self._create,
             get=self.get,
+            judge=self._judge,
             search=transport.send,
             concurrency=transport.limiter.total,
             clock=transport.clock,
@@ -76,11 +88,29 @@ class LinkService:
 
         >>> await client.links.create("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
         """
-        link, _ = await self._create(LinkSpec(issue, target, relationship), exist_ok=exist_ok)
-        return link
+        spec = LinkSpec(issue, target, relationship)
+        try:
+            done = await self._create(spec)
+        except Unresolved as exc:
+            raise exc.cause from None
+        if not done.made and not exist_ok:
+            raise ConflictError(
+                f"the link already exists: {issue} {spec.relationship.value} {target}",
+                link=done.link,
+                status_code=done.status_code,
+                messages=done.messages,
+                method="POST",
+                url=self._transport.base_url + _protocol.create_request(spec).path,
+            )
+        return done.link
 
-    async def _create(self, spec: LinkSpec, exist_ok: bool = False) -> tuple[Link, int]:
-        """The safe create; also returns how many POSTs were sent (for bulk reports)."""
+    async def _create(self, spec: LinkSpec) -> _Done:
+        """The safe create: what it did, with the POSTs sent (for bulk reports).
+
+        A duplicate refused by the service, or a link found after an unknown outcome that
+        :meth:`_judge` says predates the attempt, is returned with ``made=False``. Raises
+        :class:`Unresolved` when the fate stays unknown (the read-back itself failed).
+        """
         issue, target = spec.source, spec.target
         req = _protocol.create_request(spec)
         transport = self._transport
@@ -88,6 +118,7 @@ class LinkService:
         attempts = 0
         retry = transport.retry
         started = transport.clock()
+        since = self._wall()
         while True:
             attempts += 1
             try:
@@ -98,38 +129,72 @@ class LinkService:
                 delay = retry.next_delay(
                     attempts, transport.clock() - started, None, transport.rand
                 )
-                if delay is None:
+                if delay is not None:
+                    logger.warning(
+                        "create %s %s %s: outcome unknown (%s); checking before a retry",
+                        issue,
+                        spec.relationship.value,
+                        target,
+                        exc.cause,
+                    )
+                    await transport.sleep(delay)
+                try:
                     existing = await self._find(spec)
-                    if existing is not None:
-                        return existing, attempts
-                    raise exc.cause from None
-                logger.warning(
-                    "create %s %s %s: outcome unknown (%s); checking before a retry",
-                    issue,
-                    spec.relationship.value,
-                    target,
-                    exc.cause,
-                )
-                await transport.sleep(delay)
-                existing = await self._find(spec)
+                except TrackerError as find_error:
+                    raise Unresolved(exc.cause if delay is None else find_error, attempts) from None
                 if existing is not None:
-                    return existing, attempts
+                    made, how = await self._judge(existing, since)
+                    return _Done(existing, attempts, made, how)
+                if delay is None:
+                    raise exc.cause from None
                 continue
             except ConflictError as exc:
                 existing = await self._confirm(spec)
                 if existing is None:
                     raise
-                if uncertain or exist_ok:
-                    return existing, attempts
-                raise ConflictError(
-                    f"the link already exists: {issue} {spec.relationship.value} {target}",
-                    link=existing,
-                    status_code=exc.status_code,
-                    messages=exc.messages,
-                    method=exc.method,
-                    url=exc.url,
-                ) from None
-            return _decode(resp.content, structure_link, "link"), attempts
+                if uncertain:  # an earlier attempt of ours may be the one that landed
+                    made, how = await self._judge(existing, since)
+                    return _Done(existing, attempts, made, how)
+                return _Done(existing, attempts, False, None, exc.status_code, exc.messages)
+            return _Done(_decode(resp.content, structure_link, "link"), attempts)
+
+    async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
+        """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
+        lost, was made by that attempt; and what the decision rests on.
+
+        It was not when its ``createdAt`` predates the attempt (allowing ``_CLOCK_SKEW`` for the
+        service's clock) or when another user made it (``createdBy`` against ``/v2/myself``).
+        """
+        created_at = link.created_at
+        if created_at is not None and created_at.timestamp() < since - _CLOCK_SKEW:
+            return False, "created_at"
+        checked = ["created_at"] if created_at is not None else []
+        by = link.created_by
+        if by is not None and by.id is not None:
+            me = await self._me()
+            if me:
+                if str(by.id) not in me:
+                    return False, "created_by"
+                checked.append("created_by")
+        return True, "+".join(checked) or "read_back"
+
+    async def _me(self) -> frozenset[str]:
+        """The ids of the token's own user (``GET /v2/myself``), fetched once per client.
+
+        Empty when the service would not say: then ``createdBy`` is not checked.
+        """
+        if self._myself is None:
+            async with self._myself_lock:
+                if self._myself is None:
+                    try:
+                        resp = await self._transport.send(_protocol.myself())
+                        self._myself = _decode(resp.content, _protocol.user_ids, "user")
+                    except TrackerError as exc:
+                        logger.warning(
+                            "cannot tell the token's user (%s): createdBy unchecked", exc
+                        )
+                        self._myself = frozenset()
+        return self._myself
 
     async def _find(self, spec: LinkSpec) -> Link | None:
         for link in await self.get(spec.source):
@@ -278,6 +343,14 @@ class LinkService:
         return await _sync.apply(
             self._ops, self.delete, plan, journal=journal, on_progress=on_progress
         )
+
+
+@attrs.frozen
+class _Done(Created):
+    """A :class:`Created` with the refusal's status and messages (for ``create``'s error)."""
+
+    status_code: int | None = None
+    messages: tuple[str, ...] = ()
 
 
 def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:

@@ -52,7 +52,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate and de-duplicate the input, print what would be sent, send nothing",
+        help="validate and de-duplicate the input, send nothing; print to stdout what would "
+        "be sent (as CSV or JSON Lines, like the input), a blank line, then the summary",
     )
 
 
@@ -127,12 +128,16 @@ def _dry_run(ui: UI, args: argparse.Namespace) -> int:
         ["in the journal", f"{n(counts['journal'])}  (already done)"],
         ["bad lines", n(bad)],
     ]
-    ui.table(["", ""], rows_out, title="dry run: nothing was sent", stream=sys.stderr,
-             show_header=False)  # fmt: skip
-    ui.err(f"input: {data.count.text()}")
+    # The list, then the summary, all on stdout (--report PATH holds the plan as JSON Lines).
+    ui.out()
+    if not (bad or counts):
+        ui.out(f"dry run: nothing to do: the input holds no data lines ({data.count.text()})")
+        return EXIT_OK
+    ui.table(["", ""], rows_out, title="dry run: nothing was sent", show_header=False)
+    ui.out(f"input: {data.count.text()}")
     if bad:
         more = f"first {SHOWN} of {n(bad)}, " if bad > SHOWN else ""
-        ui.err(f"bad lines ({more}by line):")
+        ui.out(f"bad lines ({more}by line):")
         for text in shown:
-            ui.err(f"  {text}")
+            ui.out(f"  {text}")
     return EXIT_FAILED if bad else EXIT_OK
