@@ -403,7 +403,9 @@ def ops_with(links: dict[str, list[Link]] | None) -> Ops:
     async def unused(*args: object) -> Any:
         raise AssertionError("not called")
 
-    return Ops(create=unused, get=get, search=unused, concurrency=4, clock=lambda: 0.0)
+    return Ops(
+        create=unused, get=get, judge=unused, search=unused, concurrency=4, clock=lambda: 0.0
+    )
 
 
 def listed(link_id: int) -> Link:
