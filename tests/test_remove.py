@@ -246,9 +246,10 @@ async def test_bulk_delete_stops_when_its_first_items_are_all_forbidden(fake: Fa
             [("LOCK-1", f"LOCK-{i}", "relates") for i in range(3, 40)]
         )
     counts = report.counts()
-    assert counts["failed"] == 5
-    assert counts["skipped"] == 32
-    assert fake.stats.forbidden == 5
+    # The fifth 403 stops the batch; an item already read by the other worker still goes.
+    assert counts["failed"] in (5, 6)
+    assert counts["failed"] + counts["skipped"] == 37
+    assert fake.stats.forbidden == counts["failed"]
     assert "the first 5 items were all refused with 403" in (report.skipped[0].note or "")
 
 

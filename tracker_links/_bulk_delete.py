@@ -8,10 +8,12 @@ the source's links, shared by the items of one issue that come close together in
 (:class:`Listings`), and one safe ``DELETE`` (:attr:`Ops.delete`) per link found. Nothing but
 the links asked for is ever deleted.
 
-The shape is that of ``_bulk_create``: the input is read lazily by one worker per slot of the
-client's concurrency, the first item goes alone (a bad token costs one request), bad items
-fail before any request, repeats (the same link in either spelling) share the first one's
-outcome, and a journal makes a re-run send nothing for what is done.
+The shape is that of ``_bulk_create``: the input is read lazily by two workers per slot of the
+client's concurrency (one may wait for a listing another one reads; the client's limiter keeps
+the requests in flight to its ``max_concurrency``), the first item goes alone (a bad token
+costs one request), bad items fail before any request, repeats (the same link in either
+spelling) share the first one's outcome, and a journal makes a re-run send nothing for what is
+done.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ logger: Final = logging.getLogger("tracker_links")
 # Listings kept for the items of one issue that come close together (per slot of concurrency).
 _LISTINGS_PER_SLOT: Final = 4
 _MIN_LISTINGS: Final = 256
+_WORKERS_PER_SLOT: Final = 2
 
 
 def _link_id(value: int | str | None) -> str | None:
@@ -156,7 +159,10 @@ class _DeleteRun:
                 await self._delete(job)  # alone: a bad token costs one request
                 read_lock = Slots(1)
                 async with anyio.create_task_group() as tg:
-                    for _ in range(self.concurrency):
+                    # Twice as many workers as the client's slots: a worker waiting for a
+                    # listing another one is reading holds no slot, and the client's limiter
+                    # still lets only ``concurrency`` requests run at once.
+                    for _ in range(_WORKERS_PER_SLOT * self.concurrency):
                         tg.start_soon(self._worker, source, read_lock)
         if self.input_error is not None:
             raise self.input_error

@@ -7,7 +7,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final, TextIO
 
 import attrs
@@ -16,6 +16,7 @@ from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
 from .._reports import Outcome, OutcomeStatus
+from .._streams import Stream
 from ._errors import (
     CREDENTIALS_HINT,
     EXIT_FAILED,
@@ -30,6 +31,9 @@ from ._progress import Progress
 from ._setup import aclose, interruptible, service_counts
 
 __all__ = ["SHOWN", "BulkResult", "bulk_exit", "bulk_link", "check_writable", "print_bulk"]
+
+Many = Callable[..., Stream[Outcome]] | None
+"""A bulk call of ``client.links`` that takes specs and ``journal=``: ``create_many`` if None."""
 
 SHOWN: Final = 20  # failures listed at the end of a run; the rest are in a file
 PARTIAL: Final = {"partial": True, "reason": "interrupted"}
@@ -59,6 +63,7 @@ class BulkResult:
     journal: str | None
     lines: LineCount
     interrupted: bool = False
+    input_note: str | None = None  # said instead of the input's line count (undo: a journal)
 
 
 class _BulkSink:
@@ -148,9 +153,9 @@ class _BulkSink:
 
 
 async def _bulk_send(
-    client: TrackerClient, rows: Iterator[Row], sink: _BulkSink, journal: str | None
+    client: TrackerClient, rows: Iterator[Row], sink: _BulkSink, journal: str | None, many: Many
 ) -> None:
-    """Feed the valid rows to ``create_many``, the bad ones straight to the sink."""
+    """Feed the valid rows to ``create_many`` (or ``many``), the bad ones straight to the sink."""
 
     def specs() -> Iterator[dict[str, Any]]:
         # Mappings with the line, so that the library's outcomes and journal carry it too.
@@ -167,7 +172,7 @@ async def _bulk_send(
                     "line": row.line,
                 }
 
-    outcomes = client.links.create_many(specs(), journal=journal)
+    outcomes = (many or client.links.create_many)(specs(), journal=journal)
     try:
         async for outcome in outcomes:
             sink.outcome(outcome)
@@ -193,8 +198,12 @@ async def bulk_link(
     journal: str | None = None,
     report: str | None = None,
     description: str = "linking",
+    many: Many = None,
 ) -> BulkResult:
-    """Read ``path`` and create its links; return what happened (no printing but progress)."""
+    """Read ``path`` and create its links; return what happened (no printing but progress).
+
+    ``many`` replaces ``client.links.create_many`` (``bulk-unlink``: ``delete_many``).
+    """
     if journal is not None:
         check_writable(journal, "journal")
     report_file: TextIO | None = None
@@ -215,7 +224,7 @@ async def bulk_link(
                 started = time.perf_counter()
                 try:
                     async with interruptible() as interrupt:
-                        await _bulk_send(client, data.rows, sink, journal)
+                        await _bulk_send(client, data.rows, sink, journal, many)
                 finally:
                     sink.close()
                 elapsed = time.perf_counter() - started
@@ -241,9 +250,17 @@ async def bulk_link(
 
 
 def print_bulk(
-    ui: UI, result: BulkResult, *, title: str = "bulk-link", list_failures: bool = True
+    ui: UI,
+    result: BulkResult,
+    *,
+    title: str = "bulk-link",
+    list_failures: bool = True,
+    done: tuple[str, str] = ("created", "exists"),
 ) -> None:
-    """The summary of a run on stdout: counts, the first failures, where the rest are."""
+    """The summary of a run on stdout: counts, the first failures, where the rest are.
+
+    ``done`` names the two statuses of success (a delete's: ``("deleted", "absent")``).
+    """
     if result.items == 0 and not result.interrupted:
         ui.out(f"{title}: nothing to do: the input holds no data lines ({result.lines.text()})")
         return
@@ -254,14 +271,14 @@ def print_bulk(
         lines = "bad line" if result.bad_lines == 1 else "bad lines"
         failed += f"  ({n(result.bad_lines)} {lines} in the input)"
     rows = [
-        ["created", n(c["created"])],
-        ["exists", n(c["exists"])],
+        [done[0], n(c[done[0]])],
+        [done[1], n(c[done[1]])],
         ["failed", failed],
         ["skipped", n(c["skipped"])],
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
     ui.table(["", ""], rows, title=title, show_header=False)
-    ui.out(f"input: {result.lines.text()}")
+    ui.out(result.input_note or f"input: {result.lines.text()}")
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
         ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
@@ -278,12 +295,12 @@ def print_bulk(
     elif result.report_path is not None:
         ui.out(f"report: {result.report_path}")
     if result.interrupted:
-        _print_interrupted(ui, result)
+        _print_interrupted(ui, result, done[1])
     elif result.journal is not None:
         ui.out(f"journal: {result.journal} (run again with it to resume: nothing is sent twice)")
 
 
-def _print_interrupted(ui: UI, result: BulkResult) -> None:
+def _print_interrupted(ui: UI, result: BulkResult, found: str = "exists") -> None:
     ui.out(
         f"interrupted (Ctrl-C) after {n(result.items)} items: the counts above are what was "
         "done; the items in flight and the rest of the input were not finished"
@@ -297,8 +314,8 @@ def _print_interrupted(ui: UI, result: BulkResult) -> None:
         )
     else:
         ui.out(
-            "to finish, run the same command again (the links made are found and reported "
-            "exists); with --journal PATH a re-run sends nothing for what is done"
+            "to finish, run the same command again (what was done is found and reported "
+            f"{found}); with --journal PATH a re-run sends nothing for what is done"
         )
 
 

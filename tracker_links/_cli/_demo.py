@@ -1,4 +1,4 @@
-"""The demo: the fake Tracker in a process of its own, a bulk run, its resume, an export.
+"""The demo: the fake Tracker in a process of its own, a bulk run, its resume, an export, an undo.
 
 ``make demo`` runs it; ``tracker-links demo --quick`` is the small version the tests run.
 """
@@ -23,6 +23,7 @@ from .._client import TrackerClient
 from .._graph import find_cycles, natural_key
 from .._models import Relationship
 from ._bulk_run import bulk_link, print_bulk
+from ._demo_undo import undo_step
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, UsageError
 from ._export import LinkWriter, QueueExport, cycle_lines, export_queue, mermaid_id
 from ._input import FIELDS
@@ -232,19 +233,21 @@ async def _demo(
     if rate is None and not args.adaptive and settings["rate_limit"]:
         rate = round(0.9 * settings["rate_limit"])
     client_rate = f"{rate:g} req/s" if rate else "adaptive"
-    client = TrackerClient(
+    connect = functools.partial(
+        TrackerClient,
         token="demo-token-not-a-secret",
         org_id="1",
         base_url=base_url,
         max_concurrency=concurrency,
         rate_limit=rate,
     )
+    client = connect()
     checks: list[tuple[str, bool]] = []
     async with client:
         # 1. the bulk run
         out("")
         out(
-            f"[1/3] bulk-link pairs.csv --journal journal.jsonl --report report.jsonl "
+            f"[1/4] bulk-link pairs.csv --journal journal.jsonl --report report.jsonl "
             f"(concurrency {concurrency}, rate {client_rate})"
         )
         first = await bulk_link(
@@ -278,7 +281,7 @@ async def _demo(
 
         # 2. the same again: nothing is re-sent
         out("")
-        out("[2/3] the same command again, with the same journal")
+        out("[2/4] the same command again, with the same journal")
         posts, total = _count(stats, "POST"), stats["total"]
         second = await bulk_link(
             ui, client, csv_path, journal=journal, report=report2, description="resuming"
@@ -295,7 +298,7 @@ async def _demo(
 
         # 3. the links of the queue, and a dependency picture
         out("")
-        out("[3/3] queue-links DEMO --format csv --cycles")
+        out("[3/4] queue-links DEMO --format csv --cycles")
         with open(export_path, "w", encoding="utf-8", newline="") as f:  # noqa: ASYNC230
             writer = LinkWriter("csv", f)
             t3 = time.perf_counter()
@@ -326,6 +329,14 @@ async def _demo(
         for line in snippet:
             out(line)
         out("```")
+
+    # 4. a second run, and its undo
+    out("")
+    out("[4/4] bulk-link migration.csv --journal migration.jsonl, then undo migration.jsonl")
+    async with connect() as client:
+        checks += await undo_step(
+            ui, client, workdir, journal, fake_stats, issues=issues, seed=args.seed
+        )
 
     elapsed = time.perf_counter() - t0
     out("")

@@ -72,9 +72,16 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     return bulk_exit(result)
 
 
-def _dry_run(ui: UI, args: argparse.Namespace) -> int:
-    """Validate and de-duplicate the input; print what would be sent; send nothing."""
-    done = done_in_journal(args.journal) if args.journal else set()
+def _dry_run(
+    ui: UI, args: argparse.Namespace, done: set[bytes] | None = None, found: str = "exists"
+) -> int:
+    """Validate and de-duplicate the input; print what would be sent; send nothing.
+
+    ``done``: the links the journal records as done (default: read as a create journal);
+    ``found``: the status the report gives what needs nothing (``bulk-unlink``: absent).
+    """
+    if done is None:
+        done = done_in_journal(args.journal) if args.journal else set()
     first: dict[bytes, int] = {}
     counts: Counter[str] = Counter()
     shown: list[str] = []
@@ -105,10 +112,10 @@ def _dry_run(ui: UI, args: argparse.Namespace) -> int:
                     key = spec.digest
                     if key in done:
                         counts["journal"] += 1
-                        record.update(status="exists", note="already done in the journal")
+                        record.update(status=found, note="already done in the journal")
                     elif key in first:
                         counts["repeat"] += 1
-                        record.update(status="exists", note=f"same link as line {first[key]}")
+                        record.update(status=found, note=f"same link as line {first[key]}")
                     else:
                         first[key] = row.line
                         counts["send"] += 1
