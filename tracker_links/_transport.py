@@ -144,7 +144,7 @@ class Counts:
 class UncertainError(TrackerError):
     """A write that may or may not have been applied (5xx, read timeout, dropped connection).
 
-    Raised only for non-idempotent requests sent with ``retry_uncertain=False``; the link
+    Raised only for requests sent with ``retry_uncertain=False`` (the writes); the link
     service turns it into a read-then-maybe-resend.
     """
 
@@ -225,8 +225,8 @@ class Transport:
     async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
         """Send ``req`` and return a 2xx answer, or raise the library's exception.
 
-        With ``retry_uncertain=False`` (creates), an answer whose effect is unknown (5xx, a
-        dropped connection, a read timeout) is raised at once as :class:`UncertainError`
+        With ``retry_uncertain=False`` (creates, deletes), an answer whose effect is unknown
+        (5xx, a dropped connection, a read timeout) is raised at once as :class:`UncertainError`
         instead of being re-sent; 429s and failures to connect are still retried, as they
         prove nothing was written.
         """
@@ -344,7 +344,7 @@ class Transport:
                     if status not in _protocol.RETRYABLE_STATUSES:
                         raise error
                     proven_unsent = status == 429
-            if not proven_unsent and not retry_uncertain and not req.idempotent:
+            if not proven_unsent and not retry_uncertain:
                 raise UncertainError(error)
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
             if delay is None:
