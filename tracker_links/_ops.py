@@ -54,6 +54,10 @@ class Unresolved(TrackerError):
         self.attempts = attempts
 
 
+async def _no_delete(issue: str, link_id: int | str) -> tuple[bool, int]:
+    raise TrackerError("these Ops were built without a delete")
+
+
 @attrs.frozen
 class Ops:
     """The calls a bulk engine makes.
@@ -65,7 +69,9 @@ class Ops:
     verified_by)``. ``search`` sends one search page request and returns the raw answer (its
     headers drive paging). ``concurrency`` is how many requests the client lets run at once:
     the engines start that many workers. ``clock`` is the client's clock (monotonic seconds),
-    for the reports' ``elapsed``.
+    for the reports' ``elapsed``. ``delete`` deletes one link (issue, link id) safely and
+    returns whether this call deleted it (``False``: a 404, it was not there) with the number
+    of DELETEs sent.
     """
 
     create: Callable[[LinkSpec], Awaitable[Created]]
@@ -74,3 +80,4 @@ class Ops:
     search: Callable[[Request], Awaitable[Response]]
     concurrency: int
     clock: Callable[[], float]
+    delete: Callable[[str, int | str], Awaitable[tuple[bool, int]]] = _no_delete
