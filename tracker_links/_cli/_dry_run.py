@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from typing import Any, TextIO
 
-from .._bulk_delete import DeleteJournal
+from .._delete_journal import DeleteJournal
 from ._bulk_run import SHOWN
 from ._errors import EXIT_FAILED, EXIT_OK, UsageError
 from ._input import FIELDS, done_in_journal, open_input, read_rows
