@@ -484,15 +484,14 @@ class LinkService:
     ) -> BulkReport:
         """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
 
-        Deletes are by link id on the issue the plan lists (``DELETED``; ``ABSENT`` when the
-        link is gone already); creates are those of :meth:`bulk_create` (``CREATED``;
+        Deletes are those of :meth:`bulk_delete` by id: each link is deleted while the issue the
+        plan lists still shows it under that id between the same two issues (``DELETED``;
+        ``ABSENT`` when it is gone). Creates are those of :meth:`bulk_create` (``CREATED``;
         ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
         records both phases: an interrupted apply re-run with it sends nothing that was done.
         A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
         """
-        return await _sync.apply(
-            self._ops, self.delete, plan, journal=journal, on_progress=on_progress
-        )
+        return await _sync.apply(self._ops, plan, journal=journal, on_progress=on_progress)
 
 
 @attrs.frozen

@@ -1,4 +1,5 @@
-"""A bulk-link run: input rows into ``create_many``, outcomes into counts, a report, a summary."""
+"""A bulk run: input rows into ``create_many`` (or ``delete_many``), outcomes into counts, a
+report and a summary."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Final, TextIO
 
 import attrs
@@ -16,7 +17,6 @@ from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
 from .._reports import Outcome, OutcomeStatus
-from .._streams import Stream
 from ._errors import (
     CREDENTIALS_HINT,
     EXIT_FAILED,
@@ -32,10 +32,9 @@ from ._setup import aclose, interruptible, service_counts
 
 __all__ = ["SHOWN", "BulkResult", "bulk_exit", "bulk_link", "check_writable", "print_bulk"]
 
-Many = Callable[..., Stream[Outcome]] | None
-"""A bulk call of ``client.links`` that takes specs and ``journal=``: ``create_many`` if None."""
-
 SHOWN: Final = 20  # failures listed at the end of a run; the rest are in a file
+CREATE_STATUSES: Final = ("created", "exists", "failed", "skipped")
+DELETE_STATUSES: Final = ("deleted", "absent", "failed", "skipped")
 PARTIAL: Final = {"partial": True, "reason": "interrupted"}
 """The last line of a ``--report`` file when the run was interrupted (Ctrl-C)."""
 
@@ -63,6 +62,7 @@ class BulkResult:
     journal: str | None
     lines: LineCount
     interrupted: bool = False
+    statuses: tuple[str, ...] = CREATE_STATUSES
     input_note: str | None = None  # said instead of the input's line count (undo: a journal)
 
 
@@ -153,9 +153,14 @@ class _BulkSink:
 
 
 async def _bulk_send(
-    client: TrackerClient, rows: Iterator[Row], sink: _BulkSink, journal: str | None, many: Many
+    client: TrackerClient,
+    rows: Iterator[Row],
+    sink: _BulkSink,
+    journal: str | None,
+    *,
+    delete: bool,
 ) -> None:
-    """Feed the valid rows to ``create_many`` (or ``many``), the bad ones straight to the sink."""
+    """Feed the valid rows to ``create_many`` (``delete_many``), the bad ones to the sink."""
 
     def specs() -> Iterator[dict[str, Any]]:
         # Mappings with the line, so that the library's outcomes and journal carry it too.
@@ -172,7 +177,8 @@ async def _bulk_send(
                     "line": row.line,
                 }
 
-    outcomes = (many or client.links.create_many)(specs(), journal=journal)
+    start = client.links.delete_many if delete else client.links.create_many
+    outcomes = start(specs(), journal=journal)
     try:
         async for outcome in outcomes:
             sink.outcome(outcome)
@@ -198,11 +204,11 @@ async def bulk_link(
     journal: str | None = None,
     report: str | None = None,
     description: str = "linking",
-    many: Many = None,
+    delete: bool = False,
 ) -> BulkResult:
-    """Read ``path`` and create its links; return what happened (no printing but progress).
+    """Read ``path`` and create (``delete``: delete) its links; return what happened.
 
-    ``many`` replaces ``client.links.create_many`` (``bulk-unlink``: ``delete_many``).
+    Nothing is printed but the progress bar.
     """
     if journal is not None:
         check_writable(journal, "journal")
@@ -217,14 +223,14 @@ async def bulk_link(
         with open_input(path) as stream:
             data = read_rows(stream, fmt, "stdin" if path == "-" else path)
             total = count_items(path, data.fmt) if ui.live else None
-            counters = [s.value for s in OutcomeStatus]
+            counters = DELETE_STATUSES if delete else CREATE_STATUSES
             service = service_counts(client)
             with Progress(ui, description, total, counters, service=service) as progress:
                 sink = _BulkSink(progress, report_file)
                 started = time.perf_counter()
                 try:
                     async with interruptible() as interrupt:
-                        await _bulk_send(client, data.rows, sink, journal, many)
+                        await _bulk_send(client, data.rows, sink, journal, delete=delete)
                 finally:
                     sink.close()
                 elapsed = time.perf_counter() - started
@@ -246,23 +252,17 @@ async def bulk_link(
         journal=journal,
         lines=data.count,
         interrupted=interrupt.interrupted,
+        statuses=counters,
     )
 
 
 def print_bulk(
-    ui: UI,
-    result: BulkResult,
-    *,
-    title: str = "bulk-link",
-    list_failures: bool = True,
-    done: tuple[str, str] = ("created", "exists"),
+    ui: UI, result: BulkResult, *, title: str = "bulk-link", list_failures: bool = True
 ) -> None:
-    """The summary of a run on stdout: counts, the first failures, where the rest are.
-
-    ``done`` names the two statuses of success (a delete's: ``("deleted", "absent")``).
-    """
+    """The summary of a run on stdout: counts, the first failures, where the rest are."""
     if result.items == 0 and not result.interrupted:
-        ui.out(f"{title}: nothing to do: the input holds no data lines ({result.lines.text()})")
+        what = result.input_note or f"the input holds no data lines ({result.lines.text()})"
+        ui.out(f"{title}: nothing to do: {what}")
         return
     c = result.counts
     rate = result.items / result.elapsed if result.elapsed > 0 else 0.0
@@ -270,11 +270,8 @@ def print_bulk(
     if result.bad_lines:
         lines = "bad line" if result.bad_lines == 1 else "bad lines"
         failed += f"  ({n(result.bad_lines)} {lines} in the input)"
-    rows = [
-        [done[0], n(c[done[0]])],
-        [done[1], n(c[done[1]])],
-        ["failed", failed],
-        ["skipped", n(c["skipped"])],
+    rows = [[s, failed if s == "failed" else n(c[s])] for s in result.statuses]
+    rows += [
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
     ui.table(["", ""], rows, title=title, show_header=False)
@@ -295,12 +292,12 @@ def print_bulk(
     elif result.report_path is not None:
         ui.out(f"report: {result.report_path}")
     if result.interrupted:
-        _print_interrupted(ui, result, done[1])
+        _print_interrupted(ui, result)
     elif result.journal is not None:
         ui.out(f"journal: {result.journal} (run again with it to resume: nothing is sent twice)")
 
 
-def _print_interrupted(ui: UI, result: BulkResult, found: str = "exists") -> None:
+def _print_interrupted(ui: UI, result: BulkResult) -> None:
     ui.out(
         f"interrupted (Ctrl-C) after {n(result.items)} items: the counts above are what was "
         "done; the items in flight and the rest of the input were not finished"
@@ -314,8 +311,8 @@ def _print_interrupted(ui: UI, result: BulkResult, found: str = "exists") -> Non
         )
     else:
         ui.out(
-            "to finish, run the same command again (what was done is found and reported "
-            f"{found}); with --journal PATH a re-run sends nothing for what is done"
+            "to finish, run the same command again (the links made are found and reported "
+            "exists); with --journal PATH a re-run sends nothing for what is done"
         )
 
 

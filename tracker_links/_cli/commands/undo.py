@@ -18,8 +18,8 @@ from ..._bulk_delete import BadItem, LinkToDelete, delete_many
 from ..._client import TrackerClient
 from ..._delete_journal import identity, read_removed
 from ..._exceptions import InvalidInputError
-from ..._reports import OutcomeStatus
 from .._bulk_run import (
+    DELETE_STATUSES,
     PARTIAL,
     SHOWN,
     BulkResult,
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             return await _run(ui, client, args, items)
 
     result: BulkResult = run_async(send)
-    print_bulk(ui, result, title="undo", done=("deleted", "absent"))
+    print_bulk(ui, result, title="undo")
     return bulk_exit(result)
 
 
@@ -105,8 +105,8 @@ async def _run(
     report_file = open(args.report, "w", encoding="utf-8") if args.report else None  # noqa: SIM115, ASYNC230
     total = items.count() if ui.live else None
     try:
-        counters = [s.value for s in OutcomeStatus]
-        with Progress(ui, "undoing", total, counters, service=service_counts(client)) as progress:
+        service = service_counts(client)
+        with Progress(ui, "undoing", total, DELETE_STATUSES, service=service) as progress:
             sink = _BulkSink(progress, report_file)
 
             def lines() -> Iterator[LinkToDelete | BadItem]:
@@ -145,6 +145,7 @@ async def _run(
         journal=journal,
         lines=LineCount(),
         interrupted=interrupt.interrupted,
+        statuses=DELETE_STATUSES,
         input_note=f"undone: {args.undone}, {n(sink.items)} links its run created{garbled}",
     )
 
