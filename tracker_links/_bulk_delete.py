@@ -282,13 +282,10 @@ class _DeleteRun:
         deleted: list[Link] = []
         try:
             listing = await self.listings.of(spec.source)
-            attempts = 1
             found, why = await self._found(item, listing)
             if not found:
                 self._observe(None)
-                return Outcome(
-                    spec, OutcomeStatus.ABSENT, attempts=1, index=index, line=line, note=why
-                )
+                return Outcome(spec, OutcomeStatus.ABSENT, index=index, line=line, note=why)
             for link in found:
                 done, sent = await self.delete_one(spec.source, link.id)
                 attempts += sent

@@ -15,11 +15,12 @@ from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
 from ._bulk_create import SpecInput
 from ._bulk_delete import DeleteInput
 from ._converter import structure, structure_link, structure_links
-from ._exceptions import ConflictError, NotFoundError, TrackerError
+from ._exceptions import ConflictError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
 from ._ops import Created, Ops, Unresolved
 from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
+from ._safe_delete import safe_delete
 from ._streams import Stream
 from ._transport import Transport, UncertainError
 
@@ -228,54 +229,8 @@ class LinkService:
     async def _delete(
         self, issue: str, link_id: int | str, missing_ok: bool = False
     ) -> tuple[bool, int]:
-        """The safe delete: whether this call deleted the link, and the DELETEs it sent.
-
-        With ``missing_ok``, a 404 to the first attempt returns ``(False, 1)`` instead of
-        raising (the link is not there; the caller has just listed the issue).
-        """
-        req = _protocol.delete_link(issue, link_id)
-        wanted = str(link_id)
-        transport = self._transport
-        retry = transport.retry
-        uncertain = False
-        attempts = 0
-        started = transport.clock()
-        while True:
-            attempts += 1
-            try:
-                await transport.send(req, retry_uncertain=False)
-            except UncertainError as exc:
-                # The DELETE may have been applied: look before sending it again.
-                uncertain = True
-                delay = retry.next_delay(
-                    attempts, transport.clock() - started, None, transport.rand
-                )
-                if delay is not None:
-                    logger.warning(
-                        "delete link %s of %s: outcome unknown (%s); checking before a retry",
-                        wanted,
-                        issue,
-                        exc.cause,
-                    )
-                    await transport.sleep(delay)
-                if all(str(link.id) != wanted for link in await self.get(issue)):
-                    return True, attempts  # the attempt landed
-                if delay is None:
-                    cause = exc.cause
-                    if attempts > 1:
-                        cause.message = f"{cause.message} (after {attempts} attempts)"
-                    raise cause from None
-                continue
-            except NotFoundError:
-                if uncertain:
-                    # An earlier attempt landed, unless the issue itself is gone (then the
-                    # read raises NotFoundError).
-                    await self.get(issue)
-                    return True, attempts
-                if missing_ok:
-                    return False, attempts
-                raise
-            return True, attempts
+        """The safe delete (:func:`_safe_delete.safe_delete`): deleted by this call, DELETEs."""
+        return await safe_delete(self._transport, self.get, issue, link_id, missing_ok)
 
     async def _delete_if_there(self, issue: str, link_id: int | str) -> tuple[bool, int]:
         return await self._delete(issue, link_id, missing_ok=True)
