@@ -265,6 +265,18 @@ def test_parse_head_reports_the_framing() -> None:
     assert (chunked.length, chunked.chunked, chunked.keep_alive) == (-1, True, False)
 
 
+def test_a_line_without_a_colon_is_refused_even_after_its_name_was_seen() -> None:
+    # The parser remembers header names it has validated; a later line that is only such a
+    # name (no colon) is still not a header line.
+    assert parse_head(H + b"X-Seen: 1\r\n").headers == [(b"X-Seen", b"1")]
+    assert parse_fields(b"X-Seen: 1\r\n") == [(b"X-Seen", b"1")]
+    with pytest.raises(httpx.RemoteProtocolError, match="malformed header line"):
+        parse_head(H + b"X-Seen\r\n")
+    with pytest.raises(httpx.RemoteProtocolError, match="malformed trailer line"):
+        parse_fields(b"X-Seen\r\n", "trailer")
+    assert ours(ok(b"x", b"X-Seen")) is None
+
+
 def test_parse_fields() -> None:
     assert parse_fields(b"A: 1\r\nB:2 \r\n") == [(b"A", b"1"), (b"B", b"2")]
     with pytest.raises(httpx.RemoteProtocolError, match="trailer"):
