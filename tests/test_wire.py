@@ -30,10 +30,12 @@ def ours(data: bytes, *, head: bool = False, size: int = 0) -> Result:
         for piece in pieces:
             answer = parser.feed(piece)
             if answer is not None:
-                return answer.status, answer.body
-        answer = parser.feed_eof()
+                break
+        else:
+            answer = parser.feed_eof()
     except httpx.RemoteProtocolError:
         return None
+    assert type(answer.body) is bytes  # whatever pieces it came in (never a bytearray)
     return answer.status, answer.body
 
 
