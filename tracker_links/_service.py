@@ -11,7 +11,7 @@ from typing import Any, Final, TypeVar
 import anyio
 import attrs
 
-from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync
+from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
 from ._bulk_create import SpecInput
 from ._bulk_delete import DeleteInput
 from ._converter import structure, structure_link, structure_links
@@ -389,6 +389,30 @@ class LinkService:
         usable as ``async with client.links.delete_many(specs) as outcomes:``.
         """
         return _bulk_delete.delete_many(self._ops, specs, journal=journal)
+
+    async def undo(
+        self,
+        journal_path: str | os.PathLike[str],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Undo a bulk create: delete exactly the links its journal says it **created**.
+
+        ``journal_path`` is the journal of an earlier :meth:`bulk_create` / :meth:`create_many`
+        / ``bulk-link --journal`` run. A link it found already there (``EXISTS``) is never
+        deleted. Where the journal recorded the created link's id (and the issue it was
+        created on), that very link is deleted, after the issue's listing shows the id still
+        joining the same two issues: a link re-created later between the same pair has another
+        id and stays. A journal written before ids were recorded falls back to delete-by-triple.
+        A create left in flight (an open intent) is read back and deleted only if this token
+        made it after the intent. ``journal`` is this undo's own journal (another file), so an
+        interrupted undo re-run with it sends nothing for what was done. Outcomes as for
+        :meth:`bulk_delete`; each one's ``line`` is its line in ``journal_path``.
+
+        >>> report = await client.links.undo("links.jsonl", journal="undo.jsonl")  # doctest: +SKIP
+        """
+        return await _undo.undo(self._ops, journal_path, journal=journal, on_progress=on_progress)
 
     async def bulk_get(
         self,

@@ -89,6 +89,8 @@ def make_client(
         )
     if args.base_url:
         overrides["base_url"] = args.base_url
+    if args.ca_bundle:
+        overrides["verify"] = args.ca_bundle
     try:
         return TrackerClient.from_env(**overrides)
     except InvalidInputError as exc:
