@@ -47,6 +47,8 @@ EXPECTED = ISSUE_3 | {
     "OutcomeStatus",
     "register_link_type",
     "__version__",
+    "FileQuota",  # issue 16: a quota shared by processes
+    "RedisQuota",
 }
 
 

@@ -34,6 +34,7 @@ from ._models import (
     register_link_type,
 )
 from ._policy import RetryPolicy
+from ._quota import FileQuota, RedisQuota
 from ._service import LinkService
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "BulkReport",
     "ConflictError",
     "Direction",
+    "FileQuota",
     "InvalidInputError",
     "IssueLinks",
     "IssueRef",
@@ -55,6 +57,7 @@ __all__ = [
     "Outcome",
     "OutcomeStatus",
     "RateLimitError",
+    "RedisQuota",
     "Relationship",
     "RetryPolicy",
     "ServerError",
