@@ -180,7 +180,7 @@ async def test_linktypes(http: httpx.AsyncClient) -> None:
     r = await http.get("/v2/linktypes/")
     assert r.status_code == 200
     types = {t["id"]: t for t in r.json()}
-    assert set(types) == {"relates", "depends", "subtask", "duplicates", "epic"}
+    assert set(types) == {"relates", "depends", "subtask", "duplicates", "epic", "clone"}
     assert (types["depends"]["inward"], types["depends"]["outward"]) == ("Blocker", "Depends on")
     assert (types["subtask"]["inward"], types["subtask"]["outward"]) == (
         "Sub-issue",
@@ -256,14 +256,15 @@ async def test_both_sides_of_a_link(
 
 
 def test_the_service_table_matches_the_library_table() -> None:
-    from tracker_links.testing._state import _SOURCE_SIDE, _TARGET_SIDE
+    from tracker_links.testing._payloads import SOURCE_SIDE as _SOURCE_SIDE
+    from tracker_links.testing._payloads import TARGET_SIDE as _TARGET_SIDE
 
     for rel in Relationship:
-        assert _SOURCE_SIDE[rel][0] == rel.type_id
-        assert _TARGET_SIDE[rel][0] == rel.type_id
+        assert _SOURCE_SIDE[rel.value][0] == rel.type_id
+        assert _TARGET_SIDE[rel.value][0] == rel.type_id
         if rel is not Relationship.RELATES:
-            assert _SOURCE_SIDE[rel][1] == rel.direction.value
-            assert _TARGET_SIDE[rel][1] == rel.inverse.direction.value
+            assert _SOURCE_SIDE[rel.value][1] == rel.direction.value
+            assert _TARGET_SIDE[rel.value][1] == rel.inverse.direction.value
 
 
 async def test_links_listed_in_creation_order(http: httpx.AsyncClient) -> None:

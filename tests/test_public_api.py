@@ -45,6 +45,7 @@ EXPECTED = ISSUE_3 | {
     "LinksReport",
     "Outcome",
     "OutcomeStatus",
+    "Plan",
     "register_link_type",
     "__version__",
     "FileQuota",  # issue 16: a quota shared by processes
@@ -219,3 +220,70 @@ def test_public_api_type_checks_under_mypy_strict(
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_version_is_written_once() -> None:
+    from importlib.metadata import version
+
+    from tracker_links import _client, _version
+
+    assert tracker_links.__version__ is _version.__version__
+    assert version("tracker-links") == _version.__version__
+    assert "version =" not in (Path(__file__).parents[1] / "pyproject.toml").read_text().split(
+        "[project.optional-dependencies]"
+    )[0].replace('dynamic = ["version"]', "")
+    assert not hasattr(_client, "_VERSION")
+
+
+def _imports_of_package() -> dict[str, set[str]]:
+    """Each module of tracker_links -> the modules of tracker_links it imports (every import,
+    ``TYPE_CHECKING`` ones included)."""
+    import ast
+
+    root = Path(tracker_links.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = ("tracker_links", *path.relative_to(root).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_pkg else parts)
+        package = name.split(".") if is_pkg else name.split(".")[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+                if node.module:
+                    deps.add(mod)
+                # ``from . import _protocol`` imports a module; ``from ._x import name``, a name.
+                deps.update(f"{mod}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+        graph[name] = deps
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_no_import_cycles_in_the_library() -> None:
+    # The fake Tracker (tracker_links.testing) is restructured on its own; the library's modules
+    # are checked here, TYPE_CHECKING imports included.
+    graph = {
+        m: {d for d in deps if not d.startswith("tracker_links.testing")}
+        for m, deps in _imports_of_package().items()
+        if not m.startswith("tracker_links.testing")
+    }
+
+    def reachable(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for dep in graph[todo.pop()]:
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    cycles = sorted(m for m in graph if m in reachable(m))
+    assert cycles == []
+    # The bulk engines see the service only through their narrow interface.
+    for engine in ("tracker_links._bulk_create", "tracker_links._bulk_read"):
+        assert "tracker_links._service" not in reachable(engine)
+        assert "tracker_links._ops" in graph[engine]

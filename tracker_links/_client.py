@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import time
 import urllib.request
 from types import TracebackType
@@ -13,18 +14,20 @@ from typing import Any
 import anyio
 import httpx
 
+from . import _tls
 from ._exceptions import InvalidInputError
 from ._http11 import FastTransport
 from ._policy import DEFAULT_RETRY, AdaptiveRate, ConcurrencyWindow, RateGate, RetryPolicy
 from ._quota import Quota, QuotaGate
 from ._service import LinkService
+from ._tls import Verify
 from ._transport import Clock, Sleep, Transport
+from ._version import __version__
 
 __all__ = ["TrackerClient"]
 
 DEFAULT_BASE_URL = "https://api.tracker.yandex.net"
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
-_VERSION = "0.1.0"
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,6 +58,23 @@ def _check_base_url(base_url: str) -> str:
         f"invalid base_url {base_url!r}: use https:// (plain http:// is allowed only for "
         "loopback hosts such as 127.0.0.1 or localhost, so a token never travels in clear text)"
     )
+
+
+def _check_verify(verify: Verify, base_url: str, *, own: bool) -> ssl.SSLContext | bool:
+    """``verify=`` checked: a bundle path read now; ``False`` only for a loopback host."""
+    if verify is True:
+        return True
+    if not own:
+        raise InvalidInputError(
+            "verify= applies to the connections the client makes itself: with http_client= or "
+            "transport=, configure TLS on that client or transport"
+        )
+    if verify is False and not _is_loopback(httpx.URL(base_url).host):
+        raise InvalidInputError(
+            "verify=False is allowed only for loopback hosts (tests): the token would go to a "
+            "server whose certificate is not checked; pass verify='/path/to/ca.pem' instead"
+        )
+    return _tls.resolve(verify)
 
 
 def _exactly_one(what: str, a: tuple[str, object], b: tuple[str, object]) -> str:
@@ -101,6 +121,12 @@ class TrackerClient:
     processes: the pacing, the 429 cool-down and the learned rate are then theirs together
     (with ``rate_limit=R``, R is the total of all of them). Enter a ``RedisQuota`` with
     ``async with`` before the client uses it.
+
+    ``verify``: how the server's TLS certificate is checked. ``True`` (the default): against
+    the system's trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` override its location) and
+    certifi's bundle. A path: a PEM CA bundle (a corporate CA) or a directory of them. An
+    ``ssl.SSLContext`` of yours, used as is. ``False``: no check, for loopback hosts only. A
+    certificate that fails the check fails the call at once, without retries.
     """
 
     def __init__(
@@ -119,6 +145,7 @@ class TrackerClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        verify: Verify = True,
         quota: Quota | None = None,
     ) -> None:
         secret = _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
@@ -134,6 +161,7 @@ class TrackerClient:
             )
         if http_client is not None and transport is not None:
             raise InvalidInputError("give http_client= or transport=, not both")
+        tls = _check_verify(verify, self.base_url, own=http_client is None and transport is None)
         self.max_concurrency = max_concurrency
         self.rate_limit = rate_limit
         self.retry = retry if retry is not None else DEFAULT_RETRY
@@ -144,14 +172,15 @@ class TrackerClient:
             self._org_header: org,
             "Accept": "application/json",
             "Content-Type": "application/json",
-            "User-Agent": f"tracker-links/{_VERSION}",
+            "User-Agent": f"tracker-links/{__version__}",
         }
         self._owns_http = http_client is None
         direct: FastTransport | None = None
         if http_client is None:
             if transport is None and not _proxies_from_env():
-                transport = direct = FastTransport(max_concurrency)
+                transport = direct = FastTransport(max_concurrency, verify=tls)
             http_client = httpx.AsyncClient(
+                verify=_tls.make_context(tls) if transport is None else True,
                 headers=headers,
                 timeout=timeout,
                 transport=transport,

@@ -17,10 +17,8 @@ credentials only in headers, and headers are never copied into an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._models import Link
+from ._errors import InvalidInputError, TrackerError
+from ._models import Link
 
 __all__ = [
     "AuthError",
@@ -32,61 +30,6 @@ __all__ = [
     "TrackerError",
     "TransportError",
 ]
-
-
-class TrackerError(Exception):
-    """Base class of every error raised by tracker-links.
-
-    Attributes:
-        status_code: the HTTP status the service answered, or ``None`` when no answer came
-            (bad input caught locally, a dropped connection).
-        messages: the service's ``errorMessages`` plus its per-field ``errors``, or the
-            library's own explanation.
-        method: the HTTP method of the failed request, if one was sent.
-        url: the URL of the failed request, if one was sent (never holds credentials).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        messages: tuple[str, ...] | list[str] = (),
-        method: str | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.messages: tuple[str, ...] = tuple(messages)
-        self.method = method
-        self.url = url
-
-    def __str__(self) -> str:
-        where = f"{self.method} {self.url}: " if self.method and self.url else ""
-        status = f"HTTP {self.status_code}: " if self.status_code is not None else ""
-        return f"{where}{status}{self.message}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self)!r})"
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keep keyword-only attributes through pickling (multiprocessing, report files).
-        return (_rebuild, (type(self), self.message, self.__dict__))
-
-
-def _rebuild(cls: type[TrackerError], message: str, state: dict[str, object]) -> TrackerError:
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, message)
-    exc.__dict__.update(state)
-    return exc
-
-
-class InvalidInputError(TrackerError, ValueError):
-    """Bad input: caught before any request was sent, or refused by the service with a 400.
-
-    Also a :class:`ValueError`, so ``except ValueError`` works as for any bad argument.
-    """
 
 
 class AuthError(TrackerError):
@@ -126,4 +69,12 @@ class ServerError(TrackerError):
 
 
 class TransportError(TrackerError):
-    """No answer (connection refused, reset or timed out), after every retry allowed."""
+    """No answer (connection refused, reset or timed out), after every retry allowed.
+
+    ``connect_failed`` is True when no connection could be made at all (refused, a DNS
+    failure, a TLS handshake failure, a connect timeout): the service was not reached.
+    """
+
+    def __init__(self, message: str, *, connect_failed: bool = False, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.connect_failed = connect_failed

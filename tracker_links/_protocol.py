@@ -34,9 +34,15 @@ __all__ = [
     "error_for",
     "get_links",
     "link_types",
+    "myself",
     "parse_link_header",
     "parse_retry_after",
+    "search_body",
     "search_issues",
+    "search_keys",
+    "search_page",
+    "search_scroll",
+    "total_header",
 ]
 
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
@@ -93,6 +99,21 @@ def link_types() -> Request:
     return Request("GET", "/v2/linktypes")
 
 
+def myself() -> Request:
+    """``GET /v2/myself``: the token's own user."""
+    return Request("GET", "/v2/myself")
+
+
+_USER_ID_FIELDS: Final = ("uid", "login", "id", "trackerUid", "passportUid")
+
+
+def user_ids(data: object) -> frozenset[str]:
+    """Every id a user answered by ``/v2/myself`` may appear under in a ``createdBy`` ref."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object for the user, got {type(data).__name__}")
+    return frozenset(str(data[k]) for k in _USER_ID_FIELDS if data.get(k) not in (None, ""))
+
+
 def search_issues(body: Mapping[str, Any], params: Mapping[str, str | int]) -> Request:
     """``POST /v2/issues/_search`` with a ``filter``/``query``/``queue`` body."""
     return Request(
@@ -101,6 +122,78 @@ def search_issues(body: Mapping[str, Any], params: Mapping[str, str | int]) -> R
         params=tuple((k, str(v)) for k, v in params.items()),
         body=json.dumps(body).encode(),
     )
+
+
+# --- search paging ----------------------------------------------------------------------------
+
+# Page size (the service's documented maximum in page mode is 100), scroll size, and the point
+# past which the service asks clients to scroll instead of paging.
+PER_PAGE: Final = 100
+PER_SCROLL: Final = 1000
+SCROLL_ABOVE = 10_000
+_SCROLL_TTL_MS: Final = 60_000
+
+_QUEUE_RE: Final = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def search_body(
+    queue: str | None = None,
+    *,
+    query: str | None = None,
+    filter: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``_search`` body for exactly one of a queue key, a query, or a filter; validated."""
+    given = [name for name, v in (("queue", queue), ("query", query), ("filter", filter)) if v]
+    if len(given) != 1:
+        raise InvalidInputError(
+            "give exactly one of queue, query= or filter= to enumerate issues; got "
+            + (", ".join(given) or "none")
+        )
+    if queue is not None:
+        if not isinstance(queue, str) or not _QUEUE_RE.fullmatch(queue):
+            raise InvalidInputError(f"invalid queue {queue!r}; expected a queue key like 'PROJ'")
+        return {"filter": {"queue": queue}}
+    if query is not None:
+        if not isinstance(query, str):
+            raise InvalidInputError(f"query must be a string, got {query!r}")
+        return {"query": query}
+    if not isinstance(filter, Mapping):
+        raise InvalidInputError(f"filter must be a mapping, got {filter!r}")
+    return {"filter": dict(filter)}
+
+
+def search_page(body: Mapping[str, Any], page: int) -> Request:
+    """Page ``page`` (from 1) of a search, :data:`PER_PAGE` issues, keys only."""
+    return search_issues(body, {"perPage": PER_PAGE, "page": page, "fields": "key"})
+
+
+def search_scroll(
+    body: Mapping[str, Any], scroll_id: str | None = None, token: str | None = None
+) -> Request:
+    """The first scroll request of a search (no ``scroll_id``), or the next one."""
+    params: dict[str, str | int]
+    if scroll_id is None:
+        params = {"scrollType": "unsorted", "perScroll": PER_SCROLL}
+    else:
+        params = {"scrollId": scroll_id}
+        if token:
+            params["scrollToken"] = token
+    params["scrollTTLMillis"] = _SCROLL_TTL_MS
+    params["fields"] = "key"
+    return search_issues(body, params)
+
+
+def total_header(value: str | None) -> int | None:
+    """An ``X-Total-Count``/``X-Total-Pages`` value as a number; ``None`` if absent or bad."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def search_keys(content: bytes) -> list[str]:
+    """The issue keys of one search page or scroll answer."""
+    return [str(issue["key"]) for issue in decode_json(content)]
 
 
 def decode_json(content: bytes) -> Any:

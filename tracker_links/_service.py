@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+import os
+import time
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import Any, Final, TypeVar
 
-from . import _protocol
+import anyio
+import attrs
+
+from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
+from ._bulk_create import SpecInput
+from ._bulk_delete import DeleteInput
 from ._converter import structure, structure_link, structure_links
-from ._exceptions import ConflictError, TrackerError
+from ._exceptions import ConflictError, NotFoundError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
+from ._ops import Created, Ops, Unresolved
+from ._plan import Plan
+from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
+from ._streams import Stream
 from ._transport import Transport, UncertainError
-
-if TYPE_CHECKING:
-    from ._bulk import BulkReport, IssueLinks, LinksReport, Outcome, SpecInput
 
 __all__ = ["LinkService"]
 
 T = TypeVar("T")
 
 logger: Final = logging.getLogger("tracker_links")
+
+# How far the service's clock may run behind ours: a link whose createdAt is earlier than the
+# first attempt by more than this was there before it.
+_CLOCK_SKEW: Final = 2.0
 
 # After the service refused a create as a duplicate, the link may not be listed yet (its
 # search index lags a second or two): read again after these pauses before giving up.
@@ -35,6 +47,19 @@ class LinkService:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
+        self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
+        self._myself: frozenset[str] | None = None
+        self._myself_lock = anyio.Lock()
+        # What the bulk engines may call: these few methods, not the service's insides.
+        self._ops = Ops(
+            create=self._create,
+            get=self.get,
+            judge=self._judge,
+            search=transport.send,
+            concurrency=transport.limiter.total,
+            clock=transport.clock,
+            delete=self._delete_if_there,
+        )
 
     # --- single calls ------------------------------------------------------------------------
 
@@ -65,11 +90,29 @@ class LinkService:
 
         >>> await client.links.create("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
         """
-        link, _ = await self._create(LinkSpec(issue, target, relationship), exist_ok=exist_ok)
-        return link
+        spec = LinkSpec(issue, target, relationship)
+        try:
+            done = await self._create(spec)
+        except Unresolved as exc:
+            raise exc.cause from None
+        if not done.made and not exist_ok:
+            raise ConflictError(
+                f"the link already exists: {issue} {spec.relationship.value} {target}",
+                link=done.link,
+                status_code=done.status_code,
+                messages=done.messages,
+                method="POST",
+                url=self._transport.base_url + _protocol.create_request(spec).path,
+            )
+        return done.link
 
-    async def _create(self, spec: LinkSpec, *, exist_ok: bool = False) -> tuple[Link, int]:
-        """The safe create; also returns how many POSTs were sent (for bulk reports)."""
+    async def _create(self, spec: LinkSpec) -> _Done:
+        """The safe create: what it did, with the POSTs sent (for bulk reports).
+
+        A duplicate refused by the service, or a link found after an unknown outcome that
+        :meth:`_judge` says predates the attempt, is returned with ``made=False``. Raises
+        :class:`Unresolved` when the fate stays unknown (the read-back itself failed).
+        """
         issue, target = spec.source, spec.target
         req = _protocol.create_request(spec)
         transport = self._transport
@@ -77,6 +120,7 @@ class LinkService:
         attempts = 0
         retry = transport.retry
         started = transport.clock()
+        since = self._wall()
         while True:
             attempts += 1
             try:
@@ -87,38 +131,72 @@ class LinkService:
                 delay = retry.next_delay(
                     attempts, transport.clock() - started, None, transport.rand
                 )
-                if delay is None:
+                if delay is not None:
+                    logger.warning(
+                        "create %s %s %s: outcome unknown (%s); checking before a retry",
+                        issue,
+                        spec.relationship.value,
+                        target,
+                        exc.cause,
+                    )
+                    await transport.sleep(delay)
+                try:
                     existing = await self._find(spec)
-                    if existing is not None:
-                        return existing, attempts
-                    raise exc.cause from None
-                logger.warning(
-                    "create %s %s %s: outcome unknown (%s); checking before a retry",
-                    issue,
-                    spec.relationship.value,
-                    target,
-                    exc.cause,
-                )
-                await transport.sleep(delay)
-                existing = await self._find(spec)
+                except TrackerError as find_error:
+                    raise Unresolved(exc.cause if delay is None else find_error, attempts) from None
                 if existing is not None:
-                    return existing, attempts
+                    made, how = await self._judge(existing, since)
+                    return _Done(existing, attempts, made, how)
+                if delay is None:
+                    raise exc.cause from None
                 continue
             except ConflictError as exc:
                 existing = await self._confirm(spec)
                 if existing is None:
                     raise
-                if uncertain or exist_ok:
-                    return existing, attempts
-                raise ConflictError(
-                    f"the link already exists: {issue} {spec.relationship.value} {target}",
-                    link=existing,
-                    status_code=exc.status_code,
-                    messages=exc.messages,
-                    method=exc.method,
-                    url=exc.url,
-                ) from None
-            return _decode(resp.content, structure_link, "link"), attempts
+                if uncertain:  # an earlier attempt of ours may be the one that landed
+                    made, how = await self._judge(existing, since)
+                    return _Done(existing, attempts, made, how)
+                return _Done(existing, attempts, False, None, exc.status_code, exc.messages)
+            return _Done(_decode(resp.content, structure_link, "link"), attempts)
+
+    async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
+        """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
+        lost, was made by that attempt; and what the decision rests on.
+
+        It was not when its ``createdAt`` predates the attempt (allowing ``_CLOCK_SKEW`` for the
+        service's clock) or when another user made it (``createdBy`` against ``/v2/myself``).
+        """
+        created_at = link.created_at
+        if created_at is not None and created_at.timestamp() < since - _CLOCK_SKEW:
+            return False, "created_at"
+        checked = ["created_at"] if created_at is not None else []
+        by = link.created_by
+        if by is not None and by.id is not None:
+            me = await self._me()
+            if me:
+                if str(by.id) not in me:
+                    return False, "created_by"
+                checked.append("created_by")
+        return True, "+".join(checked) or "read_back"
+
+    async def _me(self) -> frozenset[str]:
+        """The ids of the token's own user (``GET /v2/myself``), fetched once per client.
+
+        Empty when the service would not say: then ``createdBy`` is not checked.
+        """
+        if self._myself is None:
+            async with self._myself_lock:
+                if self._myself is None:
+                    try:
+                        resp = await self._transport.send(_protocol.myself())
+                        self._myself = _decode(resp.content, _protocol.user_ids, "user")
+                    except TrackerError as exc:
+                        logger.warning(
+                            "cannot tell the token's user (%s): createdBy unchecked", exc
+                        )
+                        self._myself = frozenset()
+        return self._myself
 
     async def _find(self, spec: LinkSpec) -> Link | None:
         for link in await self.get(spec.source):
@@ -137,8 +215,93 @@ class LinkService:
         return found
 
     async def delete(self, issue: str, link_id: int | str) -> None:
-        """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues."""
-        await self._transport.send(_protocol.delete_link(issue, link_id))
+        """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues.
+
+        Safe like :meth:`create`: when the fate of an attempt is unknown (5xx, timeout,
+        dropped connection) it reads the issue's links before deciding; a link no longer
+        listed was deleted by that attempt, and a 404 to a re-sent DELETE means the same
+        (success, not an error). A 404 to the first attempt (no such link), or for the issue
+        itself, raises :class:`NotFoundError`.
+        """
+        await self._delete(issue, link_id)
+
+    async def _delete(
+        self, issue: str, link_id: int | str, missing_ok: bool = False
+    ) -> tuple[bool, int]:
+        """The safe delete: whether this call deleted the link, and the DELETEs it sent.
+
+        With ``missing_ok``, a 404 to the first attempt returns ``(False, 1)`` instead of
+        raising (the link is not there; the caller has just listed the issue).
+        """
+        req = _protocol.delete_link(issue, link_id)
+        wanted = str(link_id)
+        transport = self._transport
+        retry = transport.retry
+        uncertain = False
+        attempts = 0
+        started = transport.clock()
+        while True:
+            attempts += 1
+            try:
+                await transport.send(req, retry_uncertain=False)
+            except UncertainError as exc:
+                # The DELETE may have been applied: look before sending it again.
+                uncertain = True
+                delay = retry.next_delay(
+                    attempts, transport.clock() - started, None, transport.rand
+                )
+                if delay is not None:
+                    logger.warning(
+                        "delete link %s of %s: outcome unknown (%s); checking before a retry",
+                        wanted,
+                        issue,
+                        exc.cause,
+                    )
+                    await transport.sleep(delay)
+                if all(str(link.id) != wanted for link in await self.get(issue)):
+                    return True, attempts  # the attempt landed
+                if delay is None:
+                    cause = exc.cause
+                    if attempts > 1:
+                        cause.message = f"{cause.message} (after {attempts} attempts)"
+                    raise cause from None
+                continue
+            except NotFoundError:
+                if uncertain:
+                    # An earlier attempt landed, unless the issue itself is gone (then the
+                    # read raises NotFoundError).
+                    await self.get(issue)
+                    return True, attempts
+                if missing_ok:
+                    return False, attempts
+                raise
+            return True, attempts
+
+    async def _delete_if_there(self, issue: str, link_id: int | str) -> tuple[bool, int]:
+        return await self._delete(issue, link_id, missing_ok=True)
+
+    async def remove(
+        self, issue: str, target: str, relationship: Relationship | str | None = None
+    ) -> list[Link]:
+        """Delete every link between ``issue`` and ``target``; return the links deleted.
+
+        With ``relationship``, only the links meaning "``issue`` *relationship* ``target``" (in
+        either spelling: ``remove("A-1", "A-2", "depends on")`` also deletes a link created as
+        ``A-2 is dependent by A-1``); a link of another relationship between the two stays.
+        ``[]`` when there was none (not an error). Costs one ``GET`` of ``issue``'s links and
+        one safe ``DELETE`` (see :meth:`delete`) per link found. Arguments are validated
+        before any request.
+
+        >>> await client.links.remove("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
+        [Link(id=4709605, ...)]
+        """
+        rel = _bulk_delete.check_remove(issue, target, relationship)
+        deleted: list[Link] = []
+        for link in _bulk_delete.between(await self.get(issue), target, rel):
+            done, _ = await self._delete(issue, link.id, missing_ok=True)
+            if done:
+                deleted.append(link)
+        return deleted
 
     async def types(self) -> list[LinkType]:
         """The organization's link types (``GET /v2/linktypes``)."""
@@ -152,39 +315,104 @@ class LinkService:
         specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
         *,
         on_progress: Callable[[int, int | None, Outcome], object] | None = None,
-        journal: str | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> BulkReport:
         """Create many links; return a :class:`BulkReport` with one outcome per input item.
 
-        See :func:`create_many` for the semantics. A 401/403 stops the batch (the rest are
+        See :meth:`create_many` for the semantics. A 401/403 stops the batch (the rest are
         ``SKIPPED``) and the report is still returned, not lost in an exception.
         """
-        from ._bulk import bulk_create
-
-        return await bulk_create(self, specs, on_progress=on_progress, journal=journal)
+        return await _bulk_create.bulk_create(
+            self._ops, specs, on_progress=on_progress, journal=journal
+        )
 
     def create_many(
         self,
         specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
         *,
-        journal: str | None = None,
-    ) -> AsyncIterator[Outcome]:
+        journal: str | os.PathLike[str] | None = None,
+    ) -> Stream[Outcome]:
         """Create many links, yielding each :class:`Outcome` as it completes.
 
-        ``specs`` is any iterable or async iterable of :class:`LinkSpec` or
-        ``(source, target, relationship)`` tuples, read lazily: memory stays bounded however
-        long it is. The same link given twice (in either spelling) is created once. To stop
-        before the end, close it where you use it, as with any async generator that runs
-        tasks::
+        ``specs`` is any iterable or async iterable of :class:`LinkSpec`,
+        ``(source, target, relationship)`` tuples or mappings with those keys (and optionally
+        ``"line"``, copied to :attr:`Outcome.line`), read lazily: memory stays bounded however
+        long it is. The same link given twice (in either spelling) is created once; the repeat's
+        outcome has ``repeat_of`` set. Use it as a context manager, so that leaving the loop
+        early (``break``, an exception) stops the work at once::
 
-            async with contextlib.aclosing(client.links.create_many(specs)) as outcomes:
+            async with client.links.create_many(specs) as outcomes:
                 async for outcome in outcomes:
                     if outcome.status is OutcomeStatus.FAILED:
                         break
-        """
-        from ._bulk import create_many
 
-        return create_many(self, specs, journal=journal)
+        ``async for`` directly works too (then close it with ``contextlib.aclosing`` to leave
+        early).
+        """
+        return _bulk_create.create_many(self._ops, specs, journal=journal)
+
+    async def bulk_delete(
+        self,
+        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
+        *,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> BulkReport:
+        """Delete many links; return a :class:`BulkReport` with one outcome per input item.
+
+        The counterpart of :meth:`bulk_create`, with the same input (read lazily), the same
+        concurrency, progress, journal and resume, and the same treatment of bad items
+        (``FAILED`` before any request) and of a 401 (the rest ``SKIPPED``, the report
+        returned). Each link is ``DELETED`` (this call removed it) or ``ABSENT`` (not on the
+        service: nothing to do, not a failure). Each costs a ``GET`` of the source's links
+        (one for the items of the same source that come close together in the input) and one
+        safe ``DELETE`` (see :meth:`delete`) per match. Only the links asked for are deleted:
+        a link of another relationship between the same two issues stays.
+
+        >>> report = await client.links.bulk_delete(pairs, journal="unlink.jsonl")  # doctest: +SKIP
+        >>> len(report.deleted), len(report.absent)                                 # doctest: +SKIP
+        (9990, 10)
+        """
+        return await _bulk_delete.bulk_delete(
+            self._ops, specs, on_progress=on_progress, journal=journal
+        )
+
+    def delete_many(
+        self,
+        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> Stream[Outcome]:
+        """Delete many links, yielding each :class:`Outcome` as it completes.
+
+        The counterpart of :meth:`create_many` (see :meth:`bulk_delete` for the semantics);
+        usable as ``async with client.links.delete_many(specs) as outcomes:``.
+        """
+        return _bulk_delete.delete_many(self._ops, specs, journal=journal)
+
+    async def undo(
+        self,
+        journal_path: str | os.PathLike[str],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Undo a bulk create: delete exactly the links its journal says it **created**.
+
+        ``journal_path`` is the journal of an earlier :meth:`bulk_create` / :meth:`create_many`
+        / ``bulk-link --journal`` run. A link it found already there (``EXISTS``) is never
+        deleted. Where the journal recorded the created link's id (and the issue it was
+        created on), that very link is deleted, after the issue's listing shows the id still
+        joining the same two issues: a link re-created later between the same pair has another
+        id and stays. A journal written before ids were recorded falls back to delete-by-triple.
+        A create left in flight (an open intent) is read back and deleted only if this token
+        made it after the intent. ``journal`` is this undo's own journal (another file), so an
+        interrupted undo re-run with it sends nothing for what was done. Outcomes as for
+        :meth:`bulk_delete`; each one's ``line`` is its line in ``journal_path``.
+
+        >>> report = await client.links.undo("links.jsonl", journal="undo.jsonl")  # doctest: +SKIP
+        """
+        return await _undo.undo(self._ops, journal_path, journal=journal, on_progress=on_progress)
 
     async def bulk_get(
         self,
@@ -193,15 +421,14 @@ class LinkService:
         on_progress: Callable[[int, int | None, IssueLinks], object] | None = None,
     ) -> LinksReport:
         """The links of many issues, fetched concurrently: a :class:`LinksReport`."""
-        from ._bulk import bulk_get
+        return await _bulk_read.bulk_get(self._ops, keys, on_progress=on_progress)
 
-        return await bulk_get(self, keys, on_progress=on_progress)
+    def get_many(self, keys: Iterable[str] | AsyncIterable[str]) -> Stream[IssueLinks]:
+        """Yield :class:`IssueLinks` for each key as its links arrive (completion order).
 
-    def get_many(self, keys: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[IssueLinks]:
-        """Yield :class:`IssueLinks` for each key as its links arrive (completion order)."""
-        from ._bulk import get_many
-
-        return get_many(self, keys)
+        Like :meth:`create_many`, usable as ``async with client.links.get_many(keys) as it:``.
+        """
+        return _bulk_read.get_many(self._ops, keys)
 
     def queue_links(
         self,
@@ -209,15 +436,70 @@ class LinkService:
         *,
         query: str | None = None,
         filter: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[IssueLinks]:
+    ) -> Stream[IssueLinks]:
         """Yield the links of every issue of a queue (or of a ``query``/``filter`` search).
 
         Issues are enumerated with ``POST /v2/issues/_search`` while their links are already
-        being fetched; with more than 10,000 issues it switches to scroll mode.
+        being fetched; with more than 10,000 issues it switches to scroll mode. Like
+        :meth:`create_many`, usable as ``async with client.links.queue_links("PROJ") as it:``.
         """
-        from ._bulk import queue_links, search_body
+        body = _protocol.search_body(queue, query=query, filter=filter)
+        return _bulk_read.queue_links(self._ops, body)
 
-        return queue_links(self, search_body(queue, query=query, filter=filter))
+    # --- sync --------------------------------------------------------------------------------
+
+    async def plan(
+        self,
+        desired: Iterable[SpecInput] | AsyncIterable[SpecInput],
+        *,
+        queue: str | None = None,
+        query: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        relationships: Iterable[Relationship | str] | None = None,
+        prune: bool = False,
+    ) -> Plan:
+        """A :class:`Plan`: what to create and delete so that a scope's links match ``desired``.
+
+        The scope is the issues of ``queue`` / ``query`` / ``filter`` (the search of
+        :meth:`queue_links`, optional) and every issue named in ``desired`` (the input forms of
+        :meth:`bulk_create`); their links are read concurrently. Only the ``relationships``
+        given are managed (default: all). With ``prune=True`` a managed link with both ends in
+        the scope that is not desired is planned for deletion; a link leaving the scope never
+        is. Sends no write: see :meth:`apply`.
+
+        >>> plan = await client.links.plan(desired, queue="PROJ", prune=True)  # doctest: +SKIP
+        """
+        searched = queue is not None or query is not None or filter is not None
+        search = _protocol.search_body(queue, query=query, filter=filter) if searched else None
+        return await _sync.plan(
+            self._ops, desired, search=search, relationships=relationships, prune=prune
+        )
+
+    async def apply(
+        self,
+        plan: Plan,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
+
+        Deletes are those of :meth:`bulk_delete` by id: each link is deleted while the issue the
+        plan lists still shows it under that id between the same two issues (``DELETED``;
+        ``ABSENT`` when it is gone). Creates are those of :meth:`bulk_create` (``CREATED``;
+        ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
+        records both phases: an interrupted apply re-run with it sends nothing that was done.
+        A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
+        """
+        return await _sync.apply(self._ops, plan, journal=journal, on_progress=on_progress)
+
+
+@attrs.frozen
+class _Done(Created):
+    """A :class:`Created` with the refusal's status and messages (for ``create``'s error)."""
+
+    status_code: int | None = None
+    messages: tuple[str, ...] = ()
 
 
 def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:

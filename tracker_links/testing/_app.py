@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ._fake import FakeTracker
+from ._payloads import Responder
 
 __all__ = ["FakeASGIApp"]
 
@@ -49,7 +48,7 @@ class FakeASGIApp:
     the app returns, and the server closes the connection: the client sees a protocol error.
     """
 
-    def __init__(self, fake: FakeTracker) -> None:
+    def __init__(self, fake: Responder) -> None:
         self.fake = fake
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,9 +14,9 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._app import quiet_intentional_drops
+from ._app import FakeASGIApp, quiet_intentional_drops
 
 try:
     import uvicorn
@@ -24,9 +24,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "serving the fake Tracker over HTTP needs uvicorn: pip install 'tracker-links[fake]'"
     ) from exc
-
-if TYPE_CHECKING:
-    from ._fake import FakeTracker
 
 __all__ = ["serve_blocking", "serve_in_thread"]
 
@@ -93,7 +90,7 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _config(fake: FakeTracker, host: str, port: int) -> uvicorn.Config:
+def _config(app: FakeASGIApp, host: str, port: int) -> uvicorn.Config:
     quiet_intentional_drops()
     http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
     kwargs: dict[str, Any] = {
@@ -112,13 +109,13 @@ def _config(fake: FakeTracker, host: str, port: int) -> uvicorn.Config:
         "timeout_keep_alive": 60,
         "timeout_graceful_shutdown": 5,
     }
-    return uvicorn.Config(fake.app, **kwargs)
+    return uvicorn.Config(app, **kwargs)
 
 
 @contextlib.contextmanager
-def serve_in_thread(fake: FakeTracker, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Run the fake under uvicorn in a daemon thread with its own loop; yield the base URL."""
-    config = _config(fake, host, port)
+def serve_in_thread(app: FakeASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run the fake's app under uvicorn in a daemon thread with its own loop; yield its URL."""
+    config = _config(app, host, port)
     sock = _bind(host, port, config.backlog)
     ready = threading.Event()
     server = _Server(config, ready.set)
@@ -156,14 +153,14 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def serve_blocking(
-    fake: FakeTracker,
+    app: FakeASGIApp,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
     on_ready: Callable[[str], object] | None = None,
 ) -> None:
-    """Run the fake under uvicorn in this thread until SIGINT/SIGTERM (or KeyboardInterrupt)."""
-    config = _config(fake, host, port)
+    """Run the fake's app under uvicorn in this thread until SIGINT/SIGTERM (or Ctrl+C)."""
+    config = _config(app, host, port)
     sock = _bind(host, port, config.backlog)
     url = _url(sock)
     server = _Server(config, (lambda: on_ready(url)) if on_ready is not None else (lambda: None))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx
 
-if TYPE_CHECKING:
-    from ._fake import FakeTracker
+from ._payloads import Responder
 
 __all__ = ["FakeTransport"]
 
@@ -19,7 +16,7 @@ class FakeTransport(httpx.AsyncBaseTransport):
     ``httpx.RemoteProtocolError``, as a server closing the socket mid-request would.
     """
 
-    def __init__(self, fake: FakeTracker) -> None:
+    def __init__(self, fake: Responder) -> None:
         self._fake = fake
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -1,0 +1,201 @@
+"""The read engine: the links of many issues at once, and of every issue a search finds.
+
+The keys are read lazily and fetched by one worker per slot of the client's concurrency; for
+``queue_links`` the search pager runs ahead of the fetches, so they never wait for a page.
+The search requests and their paging rules are built in ``_protocol``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Final
+
+import anyio
+from anyio.abc import ObjectSendStream
+
+from . import _protocol
+from ._exceptions import InvalidInputError, TrackerError
+from ._models import validate_key
+from ._ops import Ops
+from ._reports import IssueLinks, LinksReport
+from ._streams import Stream, length, reading, stream
+from ._transport import Slots
+
+__all__ = ["bulk_get", "get_many", "queue_links", "search_keys"]
+
+# In page mode, once the first page tells how many pages there are, this many are fetched at
+# a time.
+_PAGES_AHEAD: Final = 4
+
+Emit = Callable[[str], Awaitable[None]]
+
+
+async def _fetch_each(
+    ops: Ops,
+    keys: Iterable[str] | AsyncIterable[str],
+    emit: Callable[[IssueLinks], Awaitable[None]],
+) -> None:
+    """GET the links of every key (each once): one worker per slot of the concurrency."""
+    seen: set[str] = set()
+    exhausted = False
+    input_error: Exception | None = None
+    get = ops.get
+
+    async def next_key(items: AsyncIterator[str]) -> str | None:
+        nonlocal exhausted, input_error
+        while not exhausted:
+            try:
+                key = await items.__anext__()
+            except StopAsyncIteration:
+                exhausted = True
+                break
+            except Exception as exc:  # the input failed: finish what is in flight, then raise
+                exhausted = True
+                input_error = exc
+                break
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                validate_key(key)
+            except InvalidInputError as exc:
+                await emit(IssueLinks(key, [], exc))
+                continue
+            return key
+        return None
+
+    async def worker(items: AsyncIterator[str], read_lock: Slots) -> None:
+        while True:
+            async with read_lock:
+                key = await next_key(items)
+            if key is None:
+                return
+            try:
+                links = await get(key)
+            except TrackerError as exc:
+                await emit(IssueLinks(key, [], exc))
+            else:
+                await emit(IssueLinks(key, links))
+
+    async with reading(keys) as items, anyio.create_task_group() as tg:
+        read_lock = Slots(1)  # one reader at a time: an async source may suspend mid-item
+        for _ in range(ops.concurrency):
+            tg.start_soon(worker, items, read_lock)
+    if input_error is not None:
+        raise input_error
+
+
+def get_many(ops: Ops, keys: Iterable[str] | AsyncIterable[str]) -> Stream[IssueLinks]:
+    async def produce(send: ObjectSendStream[IssueLinks]) -> None:
+        await _fetch_each(ops, keys, send.send)
+
+    return stream(produce, ops.concurrency)
+
+
+async def bulk_get(
+    ops: Ops,
+    keys: Iterable[str] | AsyncIterable[str],
+    *,
+    on_progress: Callable[[int, int | None, IssueLinks], object] | None = None,
+) -> LinksReport:
+    report = LinksReport()
+    total = length(keys)
+    done = 0
+    clock = ops.clock
+    started = clock()
+
+    async def collect(item: IssueLinks) -> None:
+        nonlocal done
+        done += 1
+        if item.error is not None:
+            report.failed[item.key] = item.error
+        else:
+            report.links[item.key] = item.links
+        if on_progress is not None:
+            on_progress(done, total, item)
+
+    await _fetch_each(ops, keys, collect)
+    report.elapsed = clock() - started
+    return report
+
+
+async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
+    """Send the key of every issue a search finds: pages below 10,000 issues, scroll above.
+
+    In page mode, once the first page tells how many pages there are, the rest are fetched a
+    few at a time (``_PAGES_AHEAD``), so enumerating never leaves the link requests waiting.
+    """
+    search = ops.search
+
+    async def send_keys(content: bytes) -> int:
+        keys = _protocol.search_keys(content)
+        for key in keys:
+            await send(key)
+        return len(keys)
+
+    resp = await search(_protocol.search_page(body, 1))
+    total = _protocol.total_header(resp.headers.get("x-total-count"))
+    if total is not None and total > _protocol.SCROLL_ABOVE:
+        await _scroll_keys(ops, body, send)
+        return
+    pages = _protocol.total_header(resp.headers.get("x-total-pages"))
+    got = await send_keys(resp.content)
+    if pages is not None:
+        window = Slots(_PAGES_AHEAD)
+
+        async def fetch(page: int) -> None:
+            try:
+                await send_keys((await search(_protocol.search_page(body, page))).content)
+            finally:
+                window.release()
+
+        async with anyio.create_task_group() as tg:
+            for page in range(2, pages + 1):
+                await window.acquire()
+                tg.start_soon(fetch, page)
+        return
+    # No page count: follow the pages one by one while they say there is more.
+    page = 1
+    while got and (
+        "next" in _protocol.parse_link_header(resp.headers.get("link")) or got >= _protocol.PER_PAGE
+    ):
+        page += 1
+        resp = await search(_protocol.search_page(body, page))
+        got = await send_keys(resp.content)
+
+
+async def _scroll_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
+    req = _protocol.search_scroll(body)
+    while True:
+        resp = await ops.search(req)
+        keys = _protocol.search_keys(resp.content)
+        for key in keys:
+            await send(key)
+        scroll_id = resp.headers.get("x-scroll-id")
+        if not scroll_id or not keys:
+            return
+        req = _protocol.search_scroll(body, scroll_id, resp.headers.get("x-scroll-token"))
+
+
+def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:
+    async def produce(send: ObjectSendStream[IssueLinks]) -> None:
+        # The pager runs ahead of the fetches (up to a few pages of keys), so waiting for the
+        # next page of the search never leaves the link requests idle.
+        keys_in, keys_out = anyio.create_memory_object_stream[str](3 * _protocol.PER_PAGE)
+        failed: list[Exception] = []
+        async with anyio.create_task_group() as tg:
+
+            async def pager() -> None:
+                async with keys_in:
+                    try:
+                        await search_keys(ops, body, keys_in.send)
+                    except Exception as exc:  # the keys listed so far are fetched, then this
+                        failed.append(exc)
+
+            tg.start_soon(pager)
+            async with keys_out:
+                await _fetch_each(ops, keys_out, send.send)
+        if failed:
+            raise failed[0]
+
+    return stream(produce, ops.concurrency)

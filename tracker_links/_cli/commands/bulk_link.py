@@ -1,0 +1,71 @@
+"""``tracker-links bulk-link FILE``: create the links of a file (or show what would be sent)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .._bulk_run import BulkResult, bulk_exit, bulk_link, print_bulk
+from .._dry_run import dry_run
+from .._output import UI
+from .._parser import add_command
+from .._setup import make_client
+from .._setup import run as run_async
+
+__all__ = ["add_file_options", "register", "run"]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = add_command(
+        commands,
+        "bulk-link",
+        "create the links of a file",
+        "Create every link of FILE ('-' reads stdin): CSV with the header\n"
+        "source,relationship,target, or JSON Lines with those keys. The same link twice (in\n"
+        "either spelling) is created once. A bad line fails on its own, with its line number\n"
+        "(the header is line 1), and the rest goes on (exit 1). A file that cannot be read or\n"
+        "has no usable header is exit 2. Every line is accounted for in the summary (items,\n"
+        "bad lines, blank/header). A quoted field may run across up to 10 lines; a quote\n"
+        "still open after that (a stray '\"') makes its line a bad line, and the lines after\n"
+        "it are read on their own.",
+        run=run,
+    )
+    add_file_options(p, "sent")
+
+
+def add_file_options(p: argparse.ArgumentParser, sent: str) -> None:
+    """FILE, --format, --journal, --report and --dry-run (bulk-link, bulk-unlink)."""
+    p.add_argument("file", metavar="FILE", help="the input file, or - for stdin")
+    p.add_argument(
+        "--format", choices=("auto", "csv", "jsonl"), default="auto",
+        help="the input format (default: auto, from the first line)",
+    )  # fmt: skip
+    p.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="append each outcome to PATH; a re-run with the same journal sends nothing for "
+        "what is done (resume after a crash)",
+    )
+    p.add_argument(
+        "--report", metavar="PATH", help="write one outcome per line (JSON Lines) to PATH"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=f"validate and de-duplicate the input, send nothing; print to stdout what would "
+        f"be {sent} (as CSV or JSON Lines, like the input), a blank line, then the summary",
+    )
+
+
+def run(args: argparse.Namespace, ui: UI) -> int:
+    if args.dry_run:
+        return dry_run(ui, args)
+
+    async def send() -> BulkResult:
+        async with make_client(args) as client:
+            return await bulk_link(
+                ui, client, args.file, fmt=args.format, journal=args.journal, report=args.report
+            )
+
+    result: BulkResult = run_async(send)
+    print_bulk(ui, result)
+    return bulk_exit(result)
