@@ -247,16 +247,22 @@ def test_four_processes_share_one_limit(quota_url: str) -> None:
     assert all(r["counts"]["created"] == n for r in results)
     began = min(r["began"] for r in results)
     wall = max(r["ended"] for r in results) - began
-    assert wall <= 1.05 * k * n / rate + 0.3  # + the processes' start spread on a loaded box
+    ideal = k * n / rate
+    # Together at R, not each: without the quota they would finish in a quarter of the time.
+    assert wall >= 0.95 * ideal
+    # The benchmark measures 1.04x on a quiet machine; here, processes that share two cores
+    # with the rest of the suite may start late, hence the looser bound.
+    assert wall <= 1.5 * ideal + 0.5
     assert fake.stats.rate_limited <= 0.005 * k * n
 
 
 def test_a_process_that_dies_leaks_no_share(quota_url: str) -> None:
-    k, n, rate = 2, 200, 200.0
+    k, n, rate = 2, 400, 200.0
     results, fake = run_processes(quota_url, k, n, rate, kill_first_after=0.5)
     (survivor,) = results
     assert survivor["counts"]["created"] == n
-    # Half the rate while both ran (0.5 s), then the whole rate: not half of it for good.
+    # Half the rate while both ran (0.5 s), then the whole rate (2.25 s in all), not half of
+    # it for good (4 s).
     wall = survivor["ended"] - survivor["began"]
-    assert wall <= 1.15 * (0.5 + (n - 0.5 * rate / 2) / rate) + 0.3
+    assert wall <= 1.3 * (0.5 + (n - 0.5 * rate / 2) / rate) + 0.3
     assert fake.stats.rate_limited <= 2
