@@ -34,10 +34,16 @@ class Direction(enum.Enum):
 
 
 class Relationship(enum.Enum):
-    """The nine relationships ``POST /v2/issues/<key>/links`` accepts.
+    """The relationships of a link: the nine ``POST /v2/issues/<key>/links`` accepts, and the
+    two clone ones.
 
     Each value is the exact API string, read from the issue in the URL towards the linked one:
     ``Relationship("depends on")`` means "the source issue depends on the target".
+
+    ``CLONE`` ("the linked issue is a clone of the current one") and ``ORIGINAL`` ("the current
+    issue is a clone of the linked one") are documented for the import endpoint only
+    (:meth:`LinkService.import_link`); they may be sent to create, but the service may refuse
+    them there (the error then says to use the import).
 
     >>> Relationship.DEPENDS_ON.inverse
     <Relationship.IS_DEPENDENT_BY: 'is dependent by'>
@@ -52,6 +58,8 @@ class Relationship(enum.Enum):
     IS_DUPLICATED_BY = "is duplicated by"
     IS_EPIC_OF = "is epic of"
     HAS_EPIC = "has epic"
+    CLONE = "clone"
+    ORIGINAL = "original"
 
     @property
     def inverse(self) -> Relationship:
@@ -94,6 +102,7 @@ for _a, _b in (
     (Relationship.IS_SUBTASK_FOR, Relationship.IS_PARENT_TASK_FOR),
     (Relationship.DUPLICATES, Relationship.IS_DUPLICATED_BY),
     (Relationship.IS_EPIC_OF, Relationship.HAS_EPIC),
+    (Relationship.CLONE, Relationship.ORIGINAL),
 ):
     _INVERSE[_a], _INVERSE[_b] = _b, _a
 
@@ -111,8 +120,8 @@ _TYPE_OF: dict[Relationship, tuple[str, Direction]] = {}
 def register_link_type(type_id: str, *, outward: Relationship, inward: Relationship) -> None:
     """Teach the library which relationships a link type id stands for.
 
-    The built-in table covers ``relates``, ``subtask``, ``depends``, ``duplicates`` and
-    ``epic``. Only ``relates`` and ``subtask`` are confirmed by the service's documentation; if
+    The built-in table covers ``relates``, ``subtask``, ``depends``, ``duplicates``, ``epic``
+    and ``clone``. Only ``relates`` and ``subtask`` are confirmed by the service's documentation; if
     your organization files a relationship under another id, register it here once, at start-up::
 
         register_link_type("blocker", outward=Relationship.DEPENDS_ON,
@@ -134,6 +143,13 @@ register_link_type(
     "duplicates", outward=Relationship.DUPLICATES, inward=Relationship.IS_DUPLICATED_BY
 )
 register_link_type("epic", outward=Relationship.IS_EPIC_OF, inward=Relationship.HAS_EPIC)
+# The clone type's id is not documented (tracker-api.md 1.1): "clone" is a guess, after the
+# relationship names and the query language's "Clone"/"Original" filters. The original is "the
+# main one" (outward), as the parent of a subtask is. register_link_type() corrects it.
+register_link_type("clone", outward=Relationship.CLONE, inward=Relationship.ORIGINAL)
+
+CLONE_RELATIONSHIPS: Final = frozenset({Relationship.CLONE, Relationship.ORIGINAL})
+"""Relationships documented for the import endpoint only."""
 
 
 def relationship_of(type_id: str, direction: Direction) -> Relationship | None:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from . import _bulk_create, _bulk_read, _protocol
 from ._bulk_create import SpecInput
 from ._converter import structure, structure_link, structure_links
-from ._exceptions import ConflictError, TrackerError
-from ._models import Link, LinkSpec, LinkType, Relationship
+from ._exceptions import ConflictError, InvalidInputError, TrackerError
+from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
 from ._ops import Ops
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
@@ -118,8 +118,13 @@ class LinkService:
                     return existing, attempts
                 continue
             except ConflictError as exc:
-                existing = await self._confirm(spec)
+                clone = spec.relationship in CLONE_RELATIONSHIPS
+                # A clone link refused by create is most likely the refusal, not a duplicate
+                # whose listing lags: one look, not the lag's patience.
+                existing = await (self._find(spec) if clone else self._confirm(spec))
                 if existing is None:
+                    if clone:
+                        raise _clone_refused(exc) from None
                     raise
                 if uncertain or exist_ok:
                     return existing, attempts
@@ -131,6 +136,10 @@ class LinkService:
                     method=exc.method,
                     url=exc.url,
                 ) from None
+            except InvalidInputError as exc:
+                if spec.relationship in CLONE_RELATIONSHIPS:
+                    raise _clone_refused(exc) from None
+                raise
             return _decode(resp.content, structure_link, "link"), attempts
 
     async def _find(self, spec: LinkSpec) -> Link | None:
@@ -267,6 +276,18 @@ class LinkService:
             relationships=relationships,
             prune=prune,
         )
+
+
+def _clone_refused(exc: TrackerError) -> TrackerError:
+    """The service's refusal of a clone link on create, saying to use the import."""
+    return type(exc)(
+        f"{exc.message}; the service may accept 'clone'/'original' only through the import "
+        "endpoint: use client.links.import_link(...) (or give the spec created_at/created_by)",
+        status_code=exc.status_code,
+        messages=exc.messages,
+        method=exc.method,
+        url=exc.url,
+    )
 
 
 def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:
