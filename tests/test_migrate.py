@@ -121,3 +121,73 @@ async def test_an_existing_clone_link_is_still_a_conflict_with_the_link(
         assert info.value.link.id == 501
         same = await client.links.create("A-1", "B-2", "original", exist_ok=True)
     assert same.relationship is Relationship.ORIGINAL
+
+
+# --- the API version ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+async def test_every_endpoint_follows_the_api_version(
+    mock: respx.MockRouter, ft: FakeTime, version: str
+) -> None:
+    other = "v3" if version == "v2" else "v2"
+    refused = mock.route(url__regex=rf"^{BASE}/{other}/").respond(410)
+    links = mock.get(f"/{version}/issues/A-1/links").respond(200, json=[])
+    post = mock.post(f"/{version}/issues/A-1/links").respond(
+        201, json=link_json("A-1", "B-2", "depends", "outward", version=version)
+    )
+    delete = mock.delete(f"/{version}/issues/A-1/links/501").respond(204)
+    types = mock.get(f"/{version}/linktypes").respond(200, json=[{"id": "relates"}])
+    search = mock.post(f"/{version}/issues/_search").respond(
+        200, json=[{"key": "A-1"}], headers={"X-Total-Count": "1", "X-Total-Pages": "1"}
+    )
+    async with make_client(ft, mock, api_version=version) as client:
+        assert client.api_version == version
+        assert await client.links.get("A-1") == []
+        await client.links.create("A-1", "B-2", "depends on")
+        await client.links.delete("A-1", 501)
+        assert [t.id for t in await client.links.types()] == ["relates"]
+        async with client.links.queue_links("A") as found:
+            assert [item.key async for item in found] == ["A-1"]
+        report = await client.links.bulk_create([("A-1", "B-2", "depends on")])
+        assert report.ok
+    assert refused.call_count == 0
+    assert links.call_count == 2  # get, queue_links
+    assert post.call_count == 2  # create, bulk_create
+    assert (delete.call_count, types.call_count, search.call_count) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("bad", ["v1", "V3", "3", "", " v3", 3, None])
+def test_an_unknown_api_version_is_invalid_input(bad: Any) -> None:
+    with pytest.raises(InvalidInputError, match="api_version"):
+        TrackerClient(TOKEN, org_id="1", api_version=bad)
+
+
+def test_from_env_reads_the_api_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+    monkeypatch.setenv("TRACKER_ORG_ID", "1")
+    monkeypatch.delenv("TRACKER_API_VERSION", raising=False)
+    assert TrackerClient.from_env().api_version == "v2"
+    monkeypatch.setenv("TRACKER_API_VERSION", "v3")
+    assert TrackerClient.from_env().api_version == "v3"
+    assert TrackerClient.from_env(api_version="v2").api_version == "v2"
+    monkeypatch.setenv("TRACKER_API_VERSION", "v4")
+    with pytest.raises(InvalidInputError, match="'v4'"):
+        TrackerClient.from_env()
+
+
+def test_the_cli_takes_an_api_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker_links._cli import build_parser
+    from tracker_links._cli._setup import make_client as cli_client
+
+    monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+    monkeypatch.setenv("TRACKER_ORG_ID", "1")
+    monkeypatch.delenv("TRACKER_API_VERSION", raising=False)
+    parser = build_parser()
+    args = parser.parse_args(["bulk-link", "--api-version", "v3", "x.csv"])
+    assert cli_client(args).api_version == "v3"
+    assert cli_client(parser.parse_args(["bulk-link", "x.csv"])).api_version == "v2"
+    monkeypatch.setenv("TRACKER_API_VERSION", "v3")
+    assert cli_client(parser.parse_args(["bulk-link", "x.csv"])).api_version == "v3"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bulk-link", "--api-version", "v9", "x.csv"])

@@ -133,7 +133,8 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
             await send(key)
         return len(keys)
 
-    resp = await search(_protocol.search_page(body, 1))
+    version = ops.version
+    resp = await search(_protocol.search_page(body, 1, version))
     total = _protocol.total_header(resp.headers.get("x-total-count"))
     if total is not None and total > _protocol.SCROLL_ABOVE:
         await _scroll_keys(ops, body, send)
@@ -145,7 +146,8 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
 
         async def fetch(page: int) -> None:
             try:
-                await send_keys((await search(_protocol.search_page(body, page))).content)
+                req = _protocol.search_page(body, page, version)
+                await send_keys((await search(req)).content)
             finally:
                 window.release()
 
@@ -160,12 +162,13 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
         "next" in _protocol.parse_link_header(resp.headers.get("link")) or got >= _protocol.PER_PAGE
     ):
         page += 1
-        resp = await search(_protocol.search_page(body, page))
+        resp = await search(_protocol.search_page(body, page, version))
         got = await send_keys(resp.content)
 
 
 async def _scroll_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
-    req = _protocol.search_scroll(body)
+    version = ops.version
+    req = _protocol.search_scroll(body, version=version)
     while True:
         resp = await ops.search(req)
         keys = _protocol.search_keys(resp.content)
@@ -174,7 +177,7 @@ async def _scroll_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
         scroll_id = resp.headers.get("x-scroll-id")
         if not scroll_id or not keys:
             return
-        req = _protocol.search_scroll(body, scroll_id, resp.headers.get("x-scroll-token"))
+        req = _protocol.search_scroll(body, scroll_id, resp.headers.get("x-scroll-token"), version)
 
 
 def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:

@@ -27,7 +27,8 @@ class Ops:
     ``.link``). ``get`` lists one issue's links. ``search`` sends one search page request and
     returns the raw answer (its headers drive paging). ``concurrency`` is how many requests the
     client lets run at once: the engines start that many workers. ``clock`` is the client's
-    clock (monotonic seconds), for the reports' ``elapsed``.
+    clock (monotonic seconds), for the reports' ``elapsed``. ``version`` is the client's API
+    version (``"v2"``/``"v3"``), for the requests an engine builds itself (search pages).
     """
 
     create: Callable[[LinkSpec], Awaitable[tuple[Link, int]]]
@@ -35,3 +36,4 @@ class Ops:
     search: Callable[[Request], Awaitable[Response]]
     concurrency: int
     clock: Callable[[], float]
+    version: str = "v2"

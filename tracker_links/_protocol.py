@@ -46,6 +46,19 @@ __all__ = [
 
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
+API_VERSIONS: Final = ("v2", "v3")
+"""The API versions the library speaks; every path below starts with one (``/v2/…``)."""
+
+
+def check_version(value: object) -> str:
+    """``value`` if it is an API version the library speaks; raise otherwise."""
+    if isinstance(value, str) and value in API_VERSIONS:
+        return value
+    raise InvalidInputError(
+        f"invalid api_version {value!r}; expected one of: "
+        + ", ".join(repr(v) for v in API_VERSIONS)
+    )
+
 
 @attrs.frozen
 class Request:
@@ -62,17 +75,19 @@ class Request:
         return self.method != "POST" or self.path.endswith("/_search")
 
 
-def get_links(issue: str) -> Request:
-    """``GET /v2/issues/<issue>/links``."""
-    return Request("GET", f"/v2/issues/{validate_key(issue)}/links")
+def get_links(issue: str, version: str = "v2") -> Request:
+    """``GET /v2/issues/<issue>/links`` (``version``: ``"v2"`` or ``"v3"``, as every builder)."""
+    return Request("GET", f"/{version}/issues/{validate_key(issue)}/links")
 
 
-def create_link(issue: str, target: str, relationship: Relationship | str) -> Request:
+def create_link(
+    issue: str, target: str, relationship: Relationship | str, version: str = "v2"
+) -> Request:
     """``POST /v2/issues/<issue>/links`` with ``{"relationship": …, "issue": target}``.
 
     Validates as :class:`LinkSpec` does: the same keys, relationships and self-link rule.
     """
-    return create_request(LinkSpec(issue, target, relationship))
+    return create_request(LinkSpec(issue, target, relationship), version)
 
 
 # The start of each create body, encoded once: the same bytes as json.dumps of the whole dict.
@@ -82,27 +97,31 @@ _CREATE_BODY: Final = {
 }
 
 
-def create_request(spec: LinkSpec) -> Request:
+def create_request(spec: LinkSpec, version: str = "v2") -> Request:
     """The create request for an already validated :class:`LinkSpec` (no second check)."""
     body = _CREATE_BODY[spec.relationship] + json.dumps(spec.target).encode() + b"}"
-    return Request("POST", f"/v2/issues/{spec.source}/links", body=body)
+    return Request("POST", f"/{version}/issues/{spec.source}/links", body=body)
 
 
-def delete_link(issue: str, link_id: int | str) -> Request:
+def delete_link(issue: str, link_id: int | str, version: str = "v2") -> Request:
     """``DELETE /v2/issues/<issue>/links/<link_id>``."""
-    return Request("DELETE", f"/v2/issues/{validate_key(issue)}/links/{validate_link_id(link_id)}")
+    return Request(
+        "DELETE", f"/{version}/issues/{validate_key(issue)}/links/{validate_link_id(link_id)}"
+    )
 
 
-def link_types() -> Request:
+def link_types(version: str = "v2") -> Request:
     """``GET /v2/linktypes``."""
-    return Request("GET", "/v2/linktypes")
+    return Request("GET", f"/{version}/linktypes")
 
 
-def search_issues(body: Mapping[str, Any], params: Mapping[str, str | int]) -> Request:
+def search_issues(
+    body: Mapping[str, Any], params: Mapping[str, str | int], version: str = "v2"
+) -> Request:
     """``POST /v2/issues/_search`` with a ``filter``/``query``/``queue`` body."""
     return Request(
         "POST",
-        "/v2/issues/_search",
+        f"/{version}/issues/_search",
         params=tuple((k, str(v)) for k, v in params.items()),
         body=json.dumps(body).encode(),
     )
@@ -146,13 +165,16 @@ def search_body(
     return {"filter": dict(filter)}
 
 
-def search_page(body: Mapping[str, Any], page: int) -> Request:
+def search_page(body: Mapping[str, Any], page: int, version: str = "v2") -> Request:
     """Page ``page`` (from 1) of a search, :data:`PER_PAGE` issues, keys only."""
-    return search_issues(body, {"perPage": PER_PAGE, "page": page, "fields": "key"})
+    return search_issues(body, {"perPage": PER_PAGE, "page": page, "fields": "key"}, version)
 
 
 def search_scroll(
-    body: Mapping[str, Any], scroll_id: str | None = None, token: str | None = None
+    body: Mapping[str, Any],
+    scroll_id: str | None = None,
+    token: str | None = None,
+    version: str = "v2",
 ) -> Request:
     """The first scroll request of a search (no ``scroll_id``), or the next one."""
     params: dict[str, str | int]
@@ -164,7 +186,7 @@ def search_scroll(
             params["scrollToken"] = token
     params["scrollTTLMillis"] = _SCROLL_TTL_MS
     params["fields"] = "key"
-    return search_issues(body, params)
+    return search_issues(body, params, version)
 
 
 def total_header(value: str | None) -> int | None:

@@ -38,8 +38,9 @@ class LinkService:
     concurrency cap, rate limit and 429 cool-down with every other call on the client.
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, api_version: str = "v2") -> None:
         self._transport = transport
+        self._version = api_version
         # What the bulk engines may call: these few methods, not the service's insides.
         self._ops = Ops(
             create=self._create,
@@ -47,6 +48,7 @@ class LinkService:
             search=transport.send,
             concurrency=transport.limiter.total,
             clock=transport.clock,
+            version=api_version,
         )
 
     # --- single calls ------------------------------------------------------------------------
@@ -58,7 +60,7 @@ class LinkService:
         >>> [(l.relationship, l.target.key) for l in links]    # doctest: +SKIP
         [(<Relationship.DEPENDS_ON: 'depends on'>, 'PROJ-7')]
         """
-        resp = await self._transport.send(_protocol.get_links(issue))
+        resp = await self._transport.send(_protocol.get_links(issue, self._version))
         return _decode(resp.content, structure_links, "links")
 
     async def create(
@@ -84,7 +86,7 @@ class LinkService:
     async def _create(self, spec: LinkSpec, exist_ok: bool = False) -> tuple[Link, int]:
         """The safe create; also returns how many POSTs were sent (for bulk reports)."""
         issue, target = spec.source, spec.target
-        req = _protocol.create_request(spec)
+        req = _protocol.create_request(spec, self._version)
         transport = self._transport
         uncertain = False
         attempts = 0
@@ -160,11 +162,11 @@ class LinkService:
 
     async def delete(self, issue: str, link_id: int | str) -> None:
         """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues."""
-        await self._transport.send(_protocol.delete_link(issue, link_id))
+        await self._transport.send(_protocol.delete_link(issue, link_id, self._version))
 
     async def types(self) -> list[LinkType]:
         """The organization's link types (``GET /v2/linktypes``)."""
-        resp = await self._transport.send(_protocol.link_types())
+        resp = await self._transport.send(_protocol.link_types(self._version))
         return _decode(resp.content, lambda data: structure(data, list[LinkType]), "link types")
 
     # --- bulk ------------------------------------------------------------------------------

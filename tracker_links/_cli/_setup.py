@@ -88,6 +88,8 @@ def make_client(
         )
     if args.base_url:
         overrides["base_url"] = args.base_url
+    if getattr(args, "api_version", None):
+        overrides["api_version"] = args.api_version
     try:
         return TrackerClient.from_env(**overrides)
     except InvalidInputError as exc:
