@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 import respx
 
 from tracker_links import (
+    AuthError,
     ConflictError,
     Direction,
     InvalidInputError,
@@ -191,3 +193,237 @@ def test_the_cli_takes_an_api_version(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli_client(parser.parse_args(["bulk-link", "x.csv"])).api_version == "v3"
     with pytest.raises(SystemExit):
         parser.parse_args(["bulk-link", "--api-version", "v9", "x.csv"])
+
+
+# --- the import --------------------------------------------------------------------------------
+
+IMPORT = "/v2/issues/A-1/links/_import"
+STAMP = "2019-03-01T10:00:00.000+0300"
+
+
+class ImportServer:
+    """The links of A-1 behind respx: ``faults`` scripts the next imports as ``(applied,
+    answer)`` (a status, or an exception: the answer lost); otherwise an import is applied and
+    answered 200, or 422 when the link exists."""
+
+    def __init__(self, router: respx.MockRouter, version: str = "v2") -> None:
+        self.version = version
+        self.links: list[dict[str, Any]] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.faults: list[tuple[bool, int | Exception]] = []
+        base = f"/{version}/issues/A-1/links"
+        self.post = router.post(base + "/_import").mock(side_effect=self.on_import)
+        self.get = router.get(base).mock(side_effect=lambda _: httpx.Response(200, json=self.links))
+
+    def on_import(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        existing = [ln for ln in self.links if ln["object"]["key"] == body["issue"]]
+        applied, answer = (
+            self.faults.pop(0) if self.faults else (not existing, 422 if existing else 200)
+        )
+        if applied and not existing:
+            type_id, direction = FILED[body["relationship"]]
+            link = link_json(
+                "A-1",
+                body["issue"],
+                type_id,
+                direction,
+                link_id=600 + len(self.links),
+                version=self.version,
+                createdAt=body["createdAt"],
+                createdBy={"id": str(body["createdBy"]), "display": str(body["createdBy"])},
+            )
+            self.links.append(link)
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == 200:
+            return httpx.Response(200, json=self.links[-1])
+        return error(answer, f"answer {answer}")
+
+
+FILED = {
+    "depends on": ("depends", "outward"),
+    "clone": ("clone", "outward"),
+    "relates": ("relates", "inward"),
+}
+
+
+@pytest.fixture
+def imports(mock: respx.MockRouter) -> ImportServer:
+    return ImportServer(mock)
+
+
+async def test_import_sends_the_history_and_reads_the_200(
+    imports: ImportServer, mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    async with make_client(ft, mock) as client:
+        link = await client.links.import_link(
+            "A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov"
+        )
+    assert imports.bodies == [
+        {"relationship": "depends on", "issue": "B-2", "createdAt": STAMP, "createdBy": "ivanov"}
+    ]
+    assert link.relationship is Relationship.DEPENDS_ON
+    assert link.created_at == datetime(2019, 3, 1, 7, 0, tzinfo=timezone.utc)
+    assert imports.get.call_count == 0
+
+
+async def test_import_with_datetimes_ids_and_the_update(
+    imports: ImportServer, mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    msk = timezone(timedelta(hours=3))
+    async with make_client(ft, mock) as client:
+        await client.links.import_link(
+            "A-1",
+            "B-2",
+            Relationship.CLONE,
+            created_at=datetime(2019, 3, 1, 10, 0, 0, 123456, tzinfo=msk),
+            created_by=1120000000004859,
+            updated_at=datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+            updated_by="petrov",
+        )
+        await client.links.import_link(
+            "A-1", "C-3", "relates", created_at=STAMP, created_by="1120000000004859"
+        )
+    assert imports.bodies[0] == {
+        "relationship": "clone",
+        "issue": "B-2",
+        "createdAt": "2019-03-01T10:00:00.123+0300",
+        "createdBy": 1120000000004859,
+        "updatedAt": "2020-01-02T03:04:05.000+0000",
+        "updatedBy": "petrov",
+    }
+    assert imports.bodies[1]["createdBy"] == "1120000000004859"
+
+
+NAIVE = datetime(2019, 3, 1, 10, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"created_at": NAIVE, "created_by": "ivanov"}, "naive"),
+        ({"created_at": "2019-03-01 10:00:00", "created_by": "ivanov"}, "YYYY"),
+        ({"created_at": "2019-03-01T10:00:00+0300", "created_by": "ivanov"}, "YYYY"),
+        ({"created_at": "2019-03-01T10:00:00.000Z", "created_by": "ivanov"}, "YYYY"),
+        ({"created_at": "2019-13-01T10:00:00.000+0300", "created_by": "ivanov"}, "created_at"),
+        ({"created_at": 1551423600, "created_by": "ivanov"}, "created_at"),
+        ({"created_at": None, "created_by": "ivanov"}, "created_at"),
+        ({"created_at": STAMP, "created_by": None}, "created_by"),
+        ({"created_at": STAMP, "created_by": ""}, "created_by"),
+        ({"created_at": STAMP, "created_by": "ivan ivanov"}, "created_by"),
+        ({"created_at": STAMP, "created_by": "ivanov\n"}, "created_by"),
+        ({"created_at": STAMP, "created_by": "iva\x00nov"}, "created_by"),
+        ({"created_at": STAMP, "created_by": True}, "created_by"),
+        ({"created_at": STAMP, "created_by": 0}, "created_by"),
+        ({"created_at": STAMP, "created_by": 1.5}, "created_by"),
+        ({"created_at": STAMP, "created_by": "x" * 257}, "created_by"),
+        ({"created_at": STAMP, "created_by": "a", "updated_at": STAMP}, "updated_by"),
+        ({"created_at": STAMP, "created_by": "a", "updated_by": "b"}, "updated_at"),
+        ({"created_at": STAMP, "created_by": "a", "updated_at": NAIVE, "updated_by": "b"}, "naive"),
+        (
+            {"created_at": STAMP, "created_by": "a", "updated_at": STAMP, "updated_by": " "},
+            "updated_by",
+        ),
+        (
+            {
+                "created_at": STAMP,
+                "created_by": "a",
+                "updated_at": "2019-03-01T06:59:59.999+0000",
+                "updated_by": "b",
+            },
+            "before",
+        ),
+    ],
+)
+async def test_bad_history_is_invalid_input_before_any_request(
+    imports: ImportServer, mock: respx.MockRouter, ft: FakeTime, kwargs: dict[str, Any], match: str
+) -> None:
+    async with make_client(ft, mock) as client:
+        with pytest.raises(InvalidInputError, match=match):
+            await client.links.import_link("A-1", "B-2", "depends on", **kwargs)
+    if kwargs.get("created_at") is not None:
+        with pytest.raises(InvalidInputError, match=match):
+            LinkSpec("A-1", "B-2", "depends on", **kwargs)
+    assert imports.post.call_count == imports.get.call_count == 0
+
+
+async def test_import_after_an_unknown_outcome_looks_before_sending_again(
+    imports: ImportServer, mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    imports.faults = [(True, 503), (True, httpx.ReadTimeout("lost"))]
+    async with make_client(ft, mock) as client:
+        first = await client.links.import_link(
+            "A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov"
+        )
+        second = await client.links.import_link(
+            "A-1", "C-3", "depends on", created_at=STAMP, created_by="ivanov"
+        )
+    assert imports.post.call_count == 2  # each applied once, found by the check: not re-sent
+    assert imports.get.call_count == 2
+    assert [first.id, second.id] == [600, 601]
+    assert len(imports.links) == 2
+
+
+async def test_import_not_applied_is_sent_again_once(
+    imports: ImportServer, mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    imports.faults = [(False, 503)]
+    async with make_client(ft, mock) as client:
+        link = await client.links.import_link(
+            "A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov"
+        )
+    assert imports.post.call_count == 2
+    assert imports.get.call_count == 1
+    assert link.id == 600
+    assert [b["createdAt"] for b in imports.bodies] == [STAMP, STAMP]
+
+
+async def test_import_of_an_existing_link_is_a_conflict_with_the_link(
+    imports: ImportServer, mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    imports.links.append(link_json("A-1", "B-2", "depends", "outward", link_id=42))
+    async with make_client(ft, mock) as client:
+        with pytest.raises(ConflictError) as info:
+            await client.links.import_link(
+                "A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov"
+            )
+        assert info.value.link is not None
+        assert info.value.link.id == 42
+        link = await client.links.import_link(
+            "A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov", exist_ok=True
+        )
+    assert link.id == 42
+    assert len(imports.links) == 1
+
+
+async def test_import_403_says_an_administrator_is_needed(
+    mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    mock.post(IMPORT).mock(return_value=error(403, "Forbidden"))
+    async with make_client(ft, mock) as client:
+        with pytest.raises(AuthError) as info:
+            await client.links.import_link(
+                "A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov"
+            )
+    assert "administrator" in str(info.value)
+    assert info.value.status_code == 403
+    assert TOKEN not in repr(info.value)
+
+
+async def test_a_403_on_create_is_not_called_an_import_matter(
+    mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    mock.post("/v2/issues/A-1/links").mock(return_value=error(403, "Forbidden"))
+    async with make_client(ft, mock) as client:
+        with pytest.raises(AuthError) as info:
+            await client.links.create("A-1", "B-2", "depends on")
+    assert "administrator" not in str(info.value)
+
+
+async def test_import_follows_the_api_version(mock: respx.MockRouter, ft: FakeTime) -> None:
+    server = ImportServer(mock, "v3")
+    async with make_client(ft, mock, api_version="v3") as client:
+        await client.links.import_link("A-1", "B-2", "clone", created_at=STAMP, created_by="x")
+    assert server.post.call_count == 1

@@ -12,6 +12,7 @@ from typing import Any, Final
 import attrs
 
 from ._errors import InvalidInputError
+from ._history import check_history, format_stamp, parse_login, parse_stamp
 
 __all__ = [
     "Direction",
@@ -288,6 +289,26 @@ def _to_relationship(value: Relationship | str) -> Relationship:
     return Relationship.parse(value)
 
 
+def _created_at(value: datetime | str | None) -> datetime | None:
+    return None if value is None else parse_stamp(value, "created_at")
+
+
+def _updated_at(value: datetime | str | None) -> datetime | None:
+    return None if value is None else parse_stamp(value, "updated_at")
+
+
+def _created_by(value: str | int | None) -> str | int | None:
+    return None if value is None else parse_login(value, "created_by")
+
+
+def _updated_by(value: str | int | None) -> str | int | None:
+    return None if value is None else parse_login(value, "updated_by")
+
+
+HISTORY_FIELDS: Final = ("created_at", "created_by", "updated_at", "updated_by")
+"""The optional history of a :class:`LinkSpec`, in the order journals and CSV columns use."""
+
+
 @attrs.frozen
 class LinkSpec:
     """One link to create: ``source`` *relationship* ``target``, validated on construction.
@@ -298,17 +319,54 @@ class LinkSpec:
 
     Raises :class:`InvalidInputError` (a ``ValueError``) for a malformed key, a self-link or an
     unknown relationship, naming the bad value and what would be valid.
+
+    The optional keyword fields are the link's history, for a migration: a spec with
+    ``created_at`` is sent through the import endpoint (:meth:`LinkService.import_link`), which
+    keeps them. ``created_at``/``updated_at`` are aware datetimes or the service's text
+    ``YYYY-MM-DDThh:mm:ss.sss±hhmm`` (kept as datetimes); ``created_by``/``updated_by`` a login
+    or a numeric user id. ``created_*`` go together, and so do ``updated_*``. The history is
+    not part of the link's identity: :attr:`canonical` and :attr:`digest` ignore it::
+
+        LinkSpec("PROJ-12", "PROJ-7", "depends on",
+                 created_at="2019-03-01T10:00:00.000+0300", created_by="ivanov")
     """
 
     source: str
     target: str
     relationship: Relationship = attrs.field(converter=_to_relationship)
+    created_at: datetime | None = attrs.field(default=None, kw_only=True, converter=_created_at)
+    created_by: str | int | None = attrs.field(default=None, kw_only=True, converter=_created_by)
+    updated_at: datetime | None = attrs.field(default=None, kw_only=True, converter=_updated_at)
+    updated_by: str | int | None = attrs.field(default=None, kw_only=True, converter=_updated_by)
 
     def __attrs_post_init__(self) -> None:
         validate_key(self.source, "source issue key")
         validate_key(self.target, "target issue key")
         if self.source == self.target:
             raise InvalidInputError(f"a link needs two different issues; got {self.source!r} twice")
+        if not (
+            self.created_at is None
+            and self.created_by is None
+            and self.updated_at is None
+            and self.updated_by is None
+        ):
+            check_history(self.created_at, self.created_by, self.updated_at, self.updated_by)
+
+    @property
+    def history(self) -> dict[str, str | int]:
+        """The history as the import's body and journals write it (``{}`` when there is none):
+        ``{"created_at": "2019-03-01T10:00:00.000+0300", "created_by": "ivanov", …}``."""
+        if self.created_at is None:
+            return {}
+        assert self.created_by is not None
+        out: dict[str, str | int] = {
+            "created_at": format_stamp(self.created_at),
+            "created_by": self.created_by,
+        }
+        if self.updated_at is not None and self.updated_by is not None:
+            out["updated_at"] = format_stamp(self.updated_at)
+            out["updated_by"] = self.updated_by
+        return out
 
     @property
     def canonical(self) -> tuple[str, str, str, str]:
@@ -333,27 +391,32 @@ class LinkSpec:
         """Whether ``link``, read from :attr:`source`, is this very link."""
         return link.points_to(self.target) and link.relationship is self.relationship
 
-    def as_dict(self) -> dict[str, str]:
-        """``{"source": …, "relationship": …, "target": …}``, as journals and reports write it."""
-        return {
+    def as_dict(self) -> dict[str, str | int]:
+        """``{"source": …, "relationship": …, "target": …}``, as journals and reports write it;
+        with the :attr:`history` keys after them when the spec has a history."""
+        out: dict[str, str | int] = {
             "source": self.source,
             "relationship": self.relationship.value,
             "target": self.target,
         }
+        if self.created_at is not None:
+            out.update(self.history)
+        return out
 
     @classmethod
     def coerce(
         cls, item: LinkSpec | tuple[str, str, Relationship | str] | Mapping[str, Any]
     ) -> LinkSpec:
         """A :class:`LinkSpec` from itself, a ``(source, target, relationship)`` tuple, or a
-        mapping with those keys."""
+        mapping with those keys (and optionally the history's: ``created_at``, …)."""
         if isinstance(item, LinkSpec):
             return item
         if isinstance(item, tuple) and len(item) == 3:
             return cls(*item)
         if isinstance(item, Mapping):
             try:
-                return cls(item["source"], item["target"], item["relationship"])
+                history = {name: item[name] for name in HISTORY_FIELDS if name in item}
+                return cls(item["source"], item["target"], item["relationship"], **history)
             except KeyError as exc:
                 raise InvalidInputError(
                     f"link spec {dict(item)!r} lacks {exc.args[0]!r}; "

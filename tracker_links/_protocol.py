@@ -27,12 +27,14 @@ from ._models import LinkSpec, Relationship, validate_key, validate_link_id
 
 __all__ = [
     "Request",
+    "check_version",
     "create_link",
     "create_request",
     "decode_json",
     "delete_link",
     "error_for",
     "get_links",
+    "import_request",
     "link_types",
     "parse_link_header",
     "parse_retry_after",
@@ -42,6 +44,7 @@ __all__ = [
     "search_page",
     "search_scroll",
     "total_header",
+    "write_request",
 ]
 
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
@@ -101,6 +104,32 @@ def create_request(spec: LinkSpec, version: str = "v2") -> Request:
     """The create request for an already validated :class:`LinkSpec` (no second check)."""
     body = _CREATE_BODY[spec.relationship] + json.dumps(spec.target).encode() + b"}"
     return Request("POST", f"/{version}/issues/{spec.source}/links", body=body)
+
+
+_WIRE_NAMES: Final = {
+    "created_at": "createdAt",
+    "created_by": "createdBy",
+    "updated_at": "updatedAt",
+    "updated_by": "updatedBy",
+}
+
+
+def import_request(spec: LinkSpec, version: str = "v2") -> Request:
+    """``POST /v2/issues/<source>/links/_import``: the create body plus the spec's history
+    (``createdAt``, ``createdBy``, and ``updatedAt``/``updatedBy`` when given)."""
+    body: dict[str, str | int] = {"relationship": spec.relationship.value, "issue": spec.target}
+    for name, value in spec.history.items():
+        body[_WIRE_NAMES[name]] = value
+    return Request(
+        "POST", f"/{version}/issues/{spec.source}/links/_import", body=json.dumps(body).encode()
+    )
+
+
+def write_request(spec: LinkSpec, version: str = "v2") -> Request:
+    """The request that makes ``spec``'s link: the import when it has a history, else create."""
+    if spec.created_at is None:
+        return create_request(spec, version)
+    return import_request(spec, version)
 
 
 def delete_link(issue: str, link_id: int | str, version: str = "v2") -> Request:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from . import _bulk_create, _bulk_read, _protocol
 from ._bulk_create import SpecInput
 from ._converter import structure, structure_link, structure_links
-from ._exceptions import ConflictError, InvalidInputError, TrackerError
+from ._exceptions import AuthError, ConflictError, InvalidInputError, TrackerError
 from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
 from ._ops import Ops
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
@@ -83,10 +84,55 @@ class LinkService:
         link, _ = await self._create(LinkSpec(issue, target, relationship), exist_ok=exist_ok)
         return link
 
+    async def import_link(
+        self,
+        issue: str,
+        target: str,
+        relationship: Relationship | str,
+        *,
+        created_at: datetime | str,
+        created_by: str | int,
+        updated_at: datetime | str | None = None,
+        updated_by: str | int | None = None,
+        exist_ok: bool = False,
+    ) -> Link:
+        """Link ``issue`` to ``target`` with the link's original author and dates; return it.
+
+        For migrations (``POST /v2/issues/<issue>/links/_import``): ``created_at``/``updated_at``
+        are aware datetimes or the service's text ``YYYY-MM-DDThh:mm:ss.sss±hhmm``;
+        ``created_by``/``updated_by`` a login or a numeric user id; ``updated_at`` and
+        ``updated_by`` go together. Bad values raise :class:`InvalidInputError` before any
+        request. The relationships are those of :meth:`create`, plus ``clone`` and ``original``.
+
+        Safe as :meth:`create`: after an unknown outcome it reads the issue's links before
+        sending again, and an existing link (with or without a history) raises
+        :class:`ConflictError` with ``.link``, or is returned with ``exist_ok=True``. The
+        service lets only an administrator import (newer docs): a 403 is an :class:`AuthError`
+        that says so.
+
+        >>> await client.links.import_link(                              # doctest: +SKIP
+        ...     "PROJ-12", "PROJ-7", "depends on",
+        ...     created_at="2019-03-01T10:00:00.000+0300", created_by="ivanov")
+        """
+        if created_at is None or created_by is None:
+            raise InvalidInputError("import_link needs created_at and created_by")
+        spec = LinkSpec(
+            issue,
+            target,
+            relationship,
+            created_at=created_at,
+            created_by=created_by,
+            updated_at=updated_at,
+            updated_by=updated_by,
+        )
+        link, _ = await self._create(spec, exist_ok=exist_ok)
+        return link
+
     async def _create(self, spec: LinkSpec, exist_ok: bool = False) -> tuple[Link, int]:
-        """The safe create; also returns how many POSTs were sent (for bulk reports)."""
+        """The safe create (or import, for a spec with a history); also returns how many POSTs
+        were sent (for bulk reports)."""
         issue, target = spec.source, spec.target
-        req = _protocol.create_request(spec, self._version)
+        req = _protocol.write_request(spec, self._version)
         transport = self._transport
         uncertain = False
         attempts = 0
@@ -120,7 +166,7 @@ class LinkService:
                     return existing, attempts
                 continue
             except ConflictError as exc:
-                clone = spec.relationship in CLONE_RELATIONSHIPS
+                clone = spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None
                 # A clone link refused by create is most likely the refusal, not a duplicate
                 # whose listing lags: one look, not the lag's patience.
                 existing = await (self._find(spec) if clone else self._confirm(spec))
@@ -139,8 +185,12 @@ class LinkService:
                     url=exc.url,
                 ) from None
             except InvalidInputError as exc:
-                if spec.relationship in CLONE_RELATIONSHIPS:
+                if spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None:
                     raise _clone_refused(exc) from None
+                raise
+            except AuthError as exc:
+                if exc.status_code == 403 and spec.created_at is not None:
+                    raise _import_forbidden(exc) from None
                 raise
             return _decode(resp.content, structure_link, "link"), attempts
 
@@ -285,6 +335,19 @@ def _clone_refused(exc: TrackerError) -> TrackerError:
     return type(exc)(
         f"{exc.message}; the service may accept 'clone'/'original' only through the import "
         "endpoint: use client.links.import_link(...) (or give the spec created_at/created_by)",
+        status_code=exc.status_code,
+        messages=exc.messages,
+        method=exc.method,
+        url=exc.url,
+    )
+
+
+def _import_forbidden(exc: AuthError) -> AuthError:
+    """A 403 on the import: newer docs let only an administrator import links."""
+    return AuthError(
+        f"{exc.message}; importing links with their history (POST …/links/_import) needs an "
+        "administrator of the organization (newer docs), not only the right to edit the issue: "
+        "use an administrator's token, or create the links without history",
         status_code=exc.status_code,
         messages=exc.messages,
         method=exc.method,
