@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +26,7 @@ from tracker_links import (
     RetryPolicy,
     TrackerClient,
 )
+from tracker_links._journal import read_journal
 from tracker_links.testing import FakeTracker
 
 from .test_bulk import assert_exactly_once, messy_specs, valid_links
@@ -152,3 +160,73 @@ async def test_bad_token_in_bulk_one_401(fake: FakeTracker, url: str) -> None:
     assert fake.stats.count(status=401) == 1
     assert len(report.skipped) == len(specs) - 1
     assert not report.ok
+
+
+# --- a real process killed mid-run -------------------------------------------------------------
+
+
+def _bulk_link_process(url: str, csv_path: Path, journal: Path, *extra: str) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env.update(TRACKER_BASE_URL=url, TRACKER_TOKEN="fake-token", TRACKER_ORG_ID="1")
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tracker_links", "-q", "bulk-link", str(csv_path)),
+            *("--journal", str(journal), "--concurrency", str(KILL_CONCURRENCY), *extra),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+KILL_CONCURRENCY = 6
+
+
+def _kill_when(proc: Any, fake: FakeTracker, creates: int) -> None:
+    """SIGKILL ``proc`` as soon as the fake has stored ``creates`` links in all (a real process
+    in its own time: the test can only watch it, with a deadline)."""
+    deadline = time.monotonic() + 60
+    while fake.stats.creates < creates:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the run never got that far"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_twice_then_resume_duplicates_nothing_and_reads_back_little(
+    tmp_path: Path,
+) -> None:
+    n = 240
+    fake = FakeTracker(queues={"TEST": n + 1}, latency=0.01, duplicate_status=None, seed=3)
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text(
+        "source,relationship,target\n"
+        + "".join(f"TEST-{i},depends on,TEST-{i + 1}\n" for i in range(1, n + 1)),
+        encoding="utf-8",
+    )
+    journal = tmp_path / "journal.jsonl"
+    report = tmp_path / "report.jsonl"
+    with fake.serve() as url:
+        _kill_when(_bulk_link_process(url, csv_path, journal), fake, n // 4)
+        _kill_when(_bulk_link_process(url, csv_path, journal), fake, n // 2)
+        assert fake.stats.creates < n
+        reads_before = fake.stats.by_route[("GET", "links.list")]
+        final = _bulk_link_process(url, csv_path, journal, "--report", str(report))
+        _, err = final.communicate(timeout=120)
+        assert final.returncode == 0, err.decode()
+        read_back = fake.stats.by_route[("GET", "links.list")] - reads_before
+    assert fake.stats.duplicates_created == 0
+    assert len(fake.links) == n
+    for i in range(1, n + 1):
+        assert fake.has_link(f"TEST-{i}", f"TEST-{i + 1}", "depends on")
+    assert 0 < read_back <= KILL_CONCURRENCY
+    outcomes = [json.loads(line) for line in report.read_text().splitlines()]
+    # Every item exactly one outcome (the CLI's report numbers them by input line).
+    assert sorted(o["line"] for o in outcomes) == list(range(2, n + 2))
+    assert {o["status"] for o in outcomes} <= {"created", "exists"}
+    # The journal, read as a whole, holds one settled outcome per link and no open intent.
+    state = read_journal(journal)
+    assert state.pending == {}
+    assert len(state.done) == n

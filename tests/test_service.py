@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,15 @@ class FakeLinks:
         self._visible_from: dict[int, int] = {}
         self._next_id = 1048570
         self.get_route = router.get(LINKS).mock(side_effect=self.on_get)
+        # The token's user, who makes the links (``createdBy``), created now (``createdAt``).
+        self.myself_route = router.get("/v2/myself").mock(
+            return_value=httpx.Response(200, json={"uid": 1120000000004859, "login": "ivan"})
+        )
         self.post_route = router.post(LINKS).mock(side_effect=self.on_post)
+
+    @property
+    def stamp(self) -> str:
+        return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
     @property
     def posts(self) -> int:
@@ -101,8 +110,8 @@ class FakeLinks:
             "direction": direction,
             "object": {"self": f"{BASE}/v2/issues/{target}", "key": target, "display": "t"},
             "createdBy": {"id": "1120000000004859", "display": "Ivan Ivanov"},
-            "createdAt": "2014-06-18T12:06:02.401+0000",
-            "updatedAt": "2014-06-18T12:06:02.401+0000",
+            "createdAt": self.stamp,
+            "updatedAt": self.stamp,
         }
         self.links.append(link)
         self._visible_from[link_id] = self.gets_served + (self.lag if lag is None else lag)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -22,10 +23,11 @@ from typing import Any, Final
 import anyio
 from anyio.abc import ObjectSendStream
 
-from ._exceptions import AuthError, InvalidInputError, TrackerError
+from ._exceptions import AuthError, InvalidInputError, TrackerError, TransportError
+from ._history import judge_import
 from ._journal import Journal
-from ._models import Link, LinkSpec, Relationship
-from ._ops import Ops
+from ._models import LinkSpec, Relationship
+from ._ops import Ops, Unresolved
 from ._reports import BulkReport, Outcome, OutcomeStatus
 from ._streams import Stream, length, reading, stream
 from ._transport import Slots
@@ -33,6 +35,10 @@ from ._transport import Slots
 __all__ = ["SpecInput", "bulk_create", "create_many"]
 
 logger: Final = logging.getLogger("tracker_links")
+
+# How many first items must all be unreachable, or all answered 403, to stop the batch.
+UNREACHED_LIMIT: Final = 3
+FORBIDDEN_LIMIT: Final = 5
 
 SpecInput = LinkSpec | tuple[str, str, Relationship | str] | Mapping[str, Any]
 
@@ -51,6 +57,11 @@ class _CreateRun:
         journal: Journal | None,
     ) -> None:
         self.create_one = ops.create
+        self.get_links = ops.get
+        self.judge = ops.judge
+        self.wall: Callable[[], float] = time.time
+        self.read_back = 0  # items an earlier run left in flight, read back before a resend
+        self.unresolved: dict[bytes, float] = {}  # failed with an unknown fate -> intent time
         self.emit_outcome = emit
         self.journal = journal
         self.concurrency = ops.concurrency
@@ -59,7 +70,16 @@ class _CreateRun:
         # the repeats waiting for them.
         self.finished: dict[bytes, int] = {}
         self.waiting: dict[bytes, list[tuple[int, LinkSpec, int | None]]] = {}
-        self.stopped: AuthError | None = None
+        self.stopped: TrackerError | None = None
+        self.why_stopped = ""
+        # The first items decide whether the batch can go on at all: every one of the first
+        # ``unreached_limit`` unreachable (the service is down or the URL wrong), or the first
+        # ``FORBIDDEN_LIMIT`` answered all 403 (a wrong organization) stop it, as a 401 does.
+        self.unreached_limit = min(UNREACHED_LIMIT, self.concurrency)
+        self.unreached = 0
+        self.forbidden = 0
+        self.reached = False  # some attempt got through to the service
+        self.allowed = False  # some answer was not a 403
         self.index = -1  # of the last input item read
         self.exhausted = False
         self.input_error: Exception | None = None  # the input itself raised this
@@ -168,6 +188,8 @@ class _CreateRun:
 
     def _skipped(self, spec: LinkSpec, index: int, line: int | None) -> Outcome:
         note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
+        if self.why_stopped:
+            note += f" ({self.why_stopped})"
         return Outcome(spec, OutcomeStatus.SKIPPED, index=index, note=note, line=line)
 
     async def _create(self, job: _Job) -> None:
@@ -179,6 +201,10 @@ class _CreateRun:
         waiters = self.waiting.pop(key, [])
         self.finished[key] = index if outcome.ok else ~index
         await self.emit(outcome)
+        if self.journal is not None and key in self.unresolved:
+            # Its fate stays unknown: the intent, written again after the outcome, stays open
+            # for the next run to read back before it sends anything.
+            self.journal.intent(spec, index, line, self.unresolved.pop(key))
         for i, s, ln in waiters:
             if outcome.status is OutcomeStatus.SKIPPED:
                 await self.emit(self._skipped(s, i, ln))
@@ -186,27 +212,95 @@ class _CreateRun:
                 await self.emit(self._copy_of(s, i, ln, index, outcome.ok))
 
     async def _attempt(self, spec: LinkSpec, index: int, line: int | None) -> Outcome:
+        journal = self.journal
+        at = 0.0
+        if journal is not None:
+            sent_at = journal.pending.pop(spec.digest, None)
+            if sent_at is not None:
+                # In flight when an earlier run died: look before anything is sent again.
+                found = await self._read_back(spec, index, line, sent_at)
+                if found is not None:
+                    return found
+            at = self.wall()
+            journal.intent(spec, index, line, at)
         try:
-            link, attempts = await self.create_one(spec)
-        except AuthError as exc:
-            if self.stopped is None:
-                self.stopped = exc
-                logger.error("bulk create stopped: %s", exc)
-            return Outcome(
-                spec, OutcomeStatus.FAILED, error=exc, attempts=1, index=index, line=line
-            )
+            done = await self.create_one(spec)
+        except Unresolved as exc:
+            if journal is not None:
+                self.unresolved[spec.digest] = at
+            return self._failed_attempt(spec, index, line, exc.cause, exc.attempts)
         except TrackerError as exc:
-            existing: Link | None = getattr(exc, "link", None)
-            if existing is not None:
-                return Outcome(
-                    spec, OutcomeStatus.EXISTS, link=existing, attempts=1, index=index, line=line
-                )
-            return Outcome(
-                spec, OutcomeStatus.FAILED, error=exc, attempts=1, index=index, line=line
-            )
+            return self._failed_attempt(spec, index, line, exc, 1)
+        if not self.allowed:
+            self._observe(None)
+        status = OutcomeStatus.CREATED if done.made else OutcomeStatus.EXISTS
         return Outcome(
-            spec, OutcomeStatus.CREATED, link=link, attempts=attempts, index=index, line=line
+            spec,
+            status,
+            link=done.link,
+            attempts=done.attempts,
+            index=index,
+            line=line,
+            verified_by=done.verified_by,
         )
+
+    def _failed_attempt(
+        self, spec: LinkSpec, index: int, line: int | None, exc: TrackerError, attempts: int
+    ) -> Outcome:
+        self._observe(exc)
+        return Outcome(
+            spec, OutcomeStatus.FAILED, error=exc, attempts=attempts, index=index, line=line
+        )
+
+    def _observe(self, exc: TrackerError | None) -> None:
+        """Stop the batch on a 401, or when its first items show that none can succeed."""
+        if self.stopped is not None:
+            return
+        status = exc.status_code if exc is not None else 200
+        if isinstance(exc, AuthError) and status != 403:
+            self._stop(exc, "")
+            return
+        if isinstance(exc, TransportError) and exc.connect_failed:
+            if not self.reached:
+                self.unreached += 1
+                if self.unreached >= self.unreached_limit:
+                    n = self.unreached
+                    self._stop(exc, f"the service could not be reached for the first {n} items")
+            return
+        self.reached = True
+        if status == 403 and exc is not None:
+            if not self.allowed:
+                self.forbidden += 1
+                if self.forbidden >= FORBIDDEN_LIMIT:
+                    n = self.forbidden
+                    self._stop(exc, f"the first {n} items were all refused with 403")
+        elif status is not None:
+            self.allowed = True
+
+    def _stop(self, exc: TrackerError, why: str) -> None:
+        self.stopped = exc
+        self.why_stopped = why
+        logger.error("bulk create stopped: %s%s", exc, f" ({why})" if why else "")
+
+    async def _read_back(
+        self, spec: LinkSpec, index: int, line: int | None, at: float
+    ) -> Outcome | None:
+        """The outcome of a create an earlier run sent at ``at`` and never saw settled, read
+        from the service; ``None`` when the link is not there (then it is sent)."""
+        self.read_back += 1
+        try:
+            found = next((ln for ln in await self.get_links(spec.source) if spec.matches(ln)), None)
+            if found is None:
+                return None
+            if spec.created_at is None:
+                made, how = await self.judge(found, at)
+            else:  # an import's createdAt is its history, not the time it was sent
+                made, how = judge_import(spec.created_at, found.created_at)
+        except TrackerError as exc:
+            self.unresolved[spec.digest] = at  # still unknown: still open
+            return self._failed_attempt(spec, index, line, exc, 0)
+        status = OutcomeStatus.CREATED if made else OutcomeStatus.EXISTS
+        return Outcome(spec, status, link=found, index=index, line=line, verified_by=how)
 
 
 def _line_of(item: Mapping[str, object]) -> int | None:

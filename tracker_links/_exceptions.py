@@ -69,4 +69,12 @@ class ServerError(TrackerError):
 
 
 class TransportError(TrackerError):
-    """No answer (connection refused, reset or timed out), after every retry allowed."""
+    """No answer (connection refused, reset or timed out), after every retry allowed.
+
+    ``connect_failed`` is True when no connection could be made at all (refused, a DNS
+    failure, a TLS handshake failure, a connect timeout): the service was not reached.
+    """
+
+    def __init__(self, message: str, *, connect_failed: bool = False, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.connect_failed = connect_failed

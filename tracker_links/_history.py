@@ -13,7 +13,7 @@ from typing import Final
 
 from ._errors import InvalidInputError
 
-__all__ = ["check_history", "format_stamp", "parse_login", "parse_stamp"]
+__all__ = ["check_history", "format_stamp", "judge_import", "parse_login", "parse_stamp"]
 
 _STAMP_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{4}")
 _STAMP_FORM: Final = "an aware datetime or a string 'YYYY-MM-DDThh:mm:ss.sss±hhmm'"
@@ -99,3 +99,15 @@ def check_history(
                 f"updated_at {format_stamp(updated_at)} is before created_at "
                 f"{format_stamp(created_at)}"
             )
+
+
+def judge_import(asked: datetime, found: datetime | None) -> tuple[bool, str]:
+    """Whether a link found after an import whose answer was lost is that import's work.
+
+    An imported link's ``createdAt`` is its history, not the time of the call, so it says
+    nothing about who made it when it is the one asked for (``"read_back"``: taken as made); a
+    link with another ``createdAt`` was there before (``"created_at"``).
+    """
+    if found is not None and abs(found - asked) >= timedelta(milliseconds=1):
+        return False, "created_at"
+    return True, "read_back"

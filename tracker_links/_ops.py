@@ -11,28 +11,68 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from ._exceptions import TrackerError
 from ._models import Link, LinkSpec
 from ._protocol import Request
 from ._transport import Response
 
-__all__ = ["Ops"]
+__all__ = ["Created", "Ops", "Unresolved"]
+
+
+@attrs.frozen
+class Created:
+    """What a safe create did: the link, the POSTs sent, and whether this call made it.
+
+    ``made`` is False when the link was there before (a refused duplicate, or a link found after
+    an unknown outcome that predates the attempt or was made by another user). ``verified_by``
+    says what the decision rests on when no answer to the POST was seen (``None`` when the
+    service answered 201 or refused a duplicate).
+    """
+
+    link: Link
+    attempts: int
+    made: bool = True
+    verified_by: str | None = None
+
+
+class Unresolved(TrackerError):
+    """A create whose fate stays unknown: it may have landed and could not be read back.
+
+    ``cause`` is the error the caller sees. A journal keeps such an item's intent open, so the
+    next run reads it back before it sends anything.
+    """
+
+    def __init__(self, cause: TrackerError, attempts: int) -> None:
+        super().__init__(
+            cause.message,
+            status_code=cause.status_code,
+            messages=cause.messages,
+            method=cause.method,
+            url=cause.url,
+        )
+        self.cause = cause
+        self.attempts = attempts
 
 
 @attrs.frozen
 class Ops:
     """The calls a bulk engine makes.
 
-    ``create`` makes one link safely (never a duplicate) and returns it with the number of
-    POSTs sent, raising the library's errors (a refused duplicate: :class:`ConflictError` with
-    ``.link``). ``get`` lists one issue's links. ``search`` sends one search page request and
-    returns the raw answer (its headers drive paging). ``concurrency`` is how many requests the
-    client lets run at once: the engines start that many workers. ``clock`` is the client's
-    clock (monotonic seconds), for the reports' ``elapsed``. ``version`` is the client's API
-    version (``"v2"``/``"v3"``), for the requests an engine builds itself (search pages).
+    ``create`` makes one link safely (never a duplicate) and says what it did; it raises the
+    library's errors, or :class:`Unresolved` when the outcome stays unknown. ``get`` lists one
+    issue's links. ``judge(link, since)`` decides whether ``link``, found after an attempt
+    begun at Unix time ``since`` whose answer was lost, was made by that attempt: ``(made,
+    verified_by)``. ``search`` sends one search page request and returns the raw answer (its
+    headers drive paging). ``concurrency`` is how many requests the client lets run at once:
+    the engines start that many workers. ``clock`` is the client's clock (monotonic seconds),
+    for the reports' ``elapsed``. ``version`` is the
+    client's API version (``"v2"``/``"v3"``), for the requests an engine builds itself
+    (search pages).
     """
 
-    create: Callable[[LinkSpec], Awaitable[tuple[Link, int]]]
+    create: Callable[[LinkSpec], Awaitable[Created]]
     get: Callable[[str], Awaitable[list[Link]]]
+    judge: Callable[[Link, float], Awaitable[tuple[bool, str]]]
     search: Callable[[Request], Awaitable[Response]]
     concurrency: int
     clock: Callable[[], float]

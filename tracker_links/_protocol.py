@@ -36,6 +36,7 @@ __all__ = [
     "get_links",
     "import_request",
     "link_types",
+    "myself",
     "parse_link_header",
     "parse_retry_after",
     "search_body",
@@ -142,6 +143,21 @@ def delete_link(issue: str, link_id: int | str, version: str = "v2") -> Request:
 def link_types(version: str = "v2") -> Request:
     """``GET /v2/linktypes``."""
     return Request("GET", f"/{version}/linktypes")
+
+
+def myself(version: str = "v2") -> Request:
+    """``GET /v2/myself``: the token's own user."""
+    return Request("GET", f"/{version}/myself")
+
+
+_USER_ID_FIELDS: Final = ("uid", "login", "id", "trackerUid", "passportUid")
+
+
+def user_ids(data: object) -> frozenset[str]:
+    """Every id a user answered by ``/v2/myself`` may appear under in a ``createdBy`` ref."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object for the user, got {type(data).__name__}")
+    return frozenset(str(data[k]) for k in _USER_ID_FIELDS if data.get(k) not in (None, ""))
 
 
 def search_issues(

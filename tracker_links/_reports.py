@@ -35,6 +35,10 @@ class OutcomeStatus(enum.Enum):
     """The item could not be done; ``Outcome.error`` says why."""
     SKIPPED = "skipped"
     """Not attempted: the batch stopped (a 401/403) before reaching it."""
+    DELETED = "deleted"
+    """The link was deleted by this run."""
+    ABSENT = "absent"
+    """No such link on the service (gone already): nothing to do, not a failure."""
 
 
 @attrs.frozen
@@ -48,6 +52,12 @@ class Outcome:
     number when the caller gave one (an input item that is a mapping with a ``"line"`` key).
     ``repeat_of`` is the ``index`` of the earlier input item this one repeats (the same link,
     in either spelling), whose outcome it shares; ``None`` when it is not a repeat.
+    ``verified_by`` is set when the outcome rests on a check instead of the service's answer:
+    the answer to the create was lost (or the process died with it in flight) and the link
+    was found by reading the issue's links; it names what decided between ``CREATED`` and
+    ``EXISTS``: ``"created_at"`` (the link's ``createdAt`` against the first attempt),
+    ``"created_by"`` (its ``createdBy`` against the token's own user), both joined by ``+``,
+    or ``"read_back"`` (found, with neither field to check).
     """
 
     spec: Any
@@ -59,11 +69,17 @@ class Outcome:
     note: str | None = None
     repeat_of: int | None = None
     line: int | None = None
+    verified_by: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Whether the link is on the service now (``CREATED`` or ``EXISTS``)."""
-        return self.status in (OutcomeStatus.CREATED, OutcomeStatus.EXISTS)
+        """Whether the item is done: ``CREATED``/``EXISTS`` (``DELETED``/``ABSENT``: deletes)."""
+        return self.status in (
+            OutcomeStatus.CREATED,
+            OutcomeStatus.EXISTS,
+            OutcomeStatus.DELETED,
+            OutcomeStatus.ABSENT,
+        )
 
     @property
     def reason(self) -> str | None:
@@ -85,9 +101,13 @@ class Outcome:
             out["input"] = repr(spec)
         if self.link is not None:
             out["link_id"] = self.link.id
+            if isinstance(spec, LinkSpec):
+                out["link_issue"] = spec.source  # where it was created (or found): undo's key
         out["attempts"] = self.attempts
         if self.repeat_of is not None:
             out["repeat_of"] = self.repeat_of
+        if self.verified_by is not None:
+            out["verified_by"] = self.verified_by
         if self.error is not None:
             out["error"] = type(self.error).__name__
             out["status_code"] = self.error.status_code

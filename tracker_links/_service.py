@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
-from . import _bulk_create, _bulk_read, _protocol
+import anyio
+import attrs
+
+from . import _bulk_create, _bulk_read, _protocol, _sync
 from ._bulk_create import SpecInput
 from ._converter import structure, structure_link, structure_links
 from ._exceptions import AuthError, ConflictError, InvalidInputError, TrackerError
+from ._history import judge_import
 from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
-from ._ops import Ops
+from ._ops import Created, Ops, Unresolved
+from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
 from ._transport import Transport, UncertainError
-
-if TYPE_CHECKING:
-    from ._plan import Plan
 
 __all__ = ["LinkService"]
 
 T = TypeVar("T")
 
 logger: Final = logging.getLogger("tracker_links")
+
+# How far the service's clock may run behind ours: a link whose createdAt is earlier than the
+# first attempt by more than this was there before it.
+_CLOCK_SKEW: Final = 2.0
 
 # After the service refused a create as a duplicate, the link may not be listed yet (its
 # search index lags a second or two): read again after these pauses before giving up.
@@ -42,10 +49,14 @@ class LinkService:
     def __init__(self, transport: Transport, api_version: str = "v2") -> None:
         self._transport = transport
         self._version = api_version
+        self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
+        self._myself: frozenset[str] | None = None
+        self._myself_lock = anyio.Lock()
         # What the bulk engines may call: these few methods, not the service's insides.
         self._ops = Ops(
             create=self._create,
             get=self.get,
+            judge=self._judge,
             search=transport.send,
             concurrency=transport.limiter.total,
             clock=transport.clock,
@@ -81,8 +92,7 @@ class LinkService:
 
         >>> await client.links.create("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
         """
-        link, _ = await self._create(LinkSpec(issue, target, relationship), exist_ok=exist_ok)
-        return link
+        return await self._make(LinkSpec(issue, target, relationship), exist_ok)
 
     async def import_link(
         self,
@@ -104,11 +114,11 @@ class LinkService:
         ``updated_by`` go together. Bad values raise :class:`InvalidInputError` before any
         request. The relationships are those of :meth:`create`, plus ``clone`` and ``original``.
 
-        Safe as :meth:`create`: after an unknown outcome it reads the issue's links before
-        sending again, and an existing link (with or without a history) raises
-        :class:`ConflictError` with ``.link``, or is returned with ``exist_ok=True``. The
-        service lets only an administrator import (newer docs): a 403 is an :class:`AuthError`
-        that says so.
+        Safe as :meth:`create` (the same machinery): after an unknown outcome it reads the
+        issue's links before sending again, and an existing link (with or without a history)
+        raises :class:`ConflictError` with ``.link``, or is returned with ``exist_ok=True``.
+        The service lets only an administrator import (newer docs): a 403 is an
+        :class:`AuthError` that says so.
 
         >>> await client.links.import_link(                              # doctest: +SKIP
         ...     "PROJ-12", "PROJ-7", "depends on",
@@ -125,12 +135,33 @@ class LinkService:
             updated_at=updated_at,
             updated_by=updated_by,
         )
-        link, _ = await self._create(spec, exist_ok=exist_ok)
-        return link
+        return await self._make(spec, exist_ok)
 
-    async def _create(self, spec: LinkSpec, exist_ok: bool = False) -> tuple[Link, int]:
-        """The safe create (or import, for a spec with a history); also returns how many POSTs
-        were sent (for bulk reports)."""
+    async def _make(self, spec: LinkSpec, exist_ok: bool) -> Link:
+        """:meth:`create` and :meth:`import_link`: the safe create, and its conflict."""
+        try:
+            done = await self._create(spec)
+        except Unresolved as exc:
+            raise exc.cause from None
+        if not done.made and not exist_ok:
+            raise ConflictError(
+                f"the link already exists: {spec.source} {spec.relationship.value} {spec.target}",
+                link=done.link,
+                status_code=done.status_code,
+                messages=done.messages,
+                method="POST",
+                url=self._transport.base_url + _protocol.write_request(spec, self._version).path,
+            )
+        return done.link
+
+    async def _create(self, spec: LinkSpec) -> _Done:
+        """The safe create (the import, for a spec with a history): what it did, with the POSTs
+        sent (for bulk reports).
+
+        A duplicate refused by the service, or a link found after an unknown outcome that
+        :meth:`_judge` says predates the attempt, is returned with ``made=False``. Raises
+        :class:`Unresolved` when the fate stays unknown (the read-back itself failed).
+        """
         issue, target = spec.source, spec.target
         req = _protocol.write_request(spec, self._version)
         transport = self._transport
@@ -138,6 +169,7 @@ class LinkService:
         attempts = 0
         retry = transport.retry
         started = transport.clock()
+        since = self._wall()
         while True:
             attempts += 1
             try:
@@ -148,22 +180,24 @@ class LinkService:
                 delay = retry.next_delay(
                     attempts, transport.clock() - started, None, transport.rand
                 )
-                if delay is None:
+                if delay is not None:
+                    logger.warning(
+                        "create %s %s %s: outcome unknown (%s); checking before a retry",
+                        issue,
+                        spec.relationship.value,
+                        target,
+                        exc.cause,
+                    )
+                    await transport.sleep(delay)
+                try:
                     existing = await self._find(spec)
-                    if existing is not None:
-                        return existing, attempts
-                    raise exc.cause from None
-                logger.warning(
-                    "create %s %s %s: outcome unknown (%s); checking before a retry",
-                    issue,
-                    spec.relationship.value,
-                    target,
-                    exc.cause,
-                )
-                await transport.sleep(delay)
-                existing = await self._find(spec)
+                except TrackerError as find_error:
+                    raise Unresolved(exc.cause if delay is None else find_error, attempts) from None
                 if existing is not None:
-                    return existing, attempts
+                    made, how = await self._judged(spec, existing, since)
+                    return _Done(existing, attempts, made, how)
+                if delay is None:
+                    raise exc.cause from None
                 continue
             except ConflictError as exc:
                 clone = spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None
@@ -174,16 +208,10 @@ class LinkService:
                     if clone:
                         raise _clone_refused(exc) from None
                     raise
-                if uncertain or exist_ok:
-                    return existing, attempts
-                raise ConflictError(
-                    f"the link already exists: {issue} {spec.relationship.value} {target}",
-                    link=existing,
-                    status_code=exc.status_code,
-                    messages=exc.messages,
-                    method=exc.method,
-                    url=exc.url,
-                ) from None
+                if uncertain:  # an earlier attempt of ours may be the one that landed
+                    made, how = await self._judged(spec, existing, since)
+                    return _Done(existing, attempts, made, how)
+                return _Done(existing, attempts, False, None, exc.status_code, exc.messages)
             except InvalidInputError as exc:
                 if spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None:
                     raise _clone_refused(exc) from None
@@ -192,7 +220,51 @@ class LinkService:
                 if exc.status_code == 403 and spec.created_at is not None:
                     raise _import_forbidden(exc) from None
                 raise
-            return _decode(resp.content, structure_link, "link"), attempts
+            return _Done(_decode(resp.content, structure_link, "link"), attempts)
+
+    async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
+        """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
+        lost, was made by that attempt; and what the decision rests on.
+
+        It was not when its ``createdAt`` predates the attempt (allowing ``_CLOCK_SKEW`` for the
+        service's clock) or when another user made it (``createdBy`` against ``/v2/myself``).
+        """
+        created_at = link.created_at
+        if created_at is not None and created_at.timestamp() < since - _CLOCK_SKEW:
+            return False, "created_at"
+        checked = ["created_at"] if created_at is not None else []
+        by = link.created_by
+        if by is not None and by.id is not None:
+            me = await self._me()
+            if me:
+                if str(by.id) not in me:
+                    return False, "created_by"
+                checked.append("created_by")
+        return True, "+".join(checked) or "read_back"
+
+    async def _judged(self, spec: LinkSpec, link: Link, since: float) -> tuple[bool, str]:
+        """:meth:`_judge`, or for an import (whose ``createdAt`` is history) its own rule."""
+        if spec.created_at is not None:
+            return judge_import(spec.created_at, link.created_at)
+        return await self._judge(link, since)
+
+    async def _me(self) -> frozenset[str]:
+        """The ids of the token's own user (``GET /v2/myself``), fetched once per client.
+
+        Empty when the service would not say: then ``createdBy`` is not checked.
+        """
+        if self._myself is None:
+            async with self._myself_lock:
+                if self._myself is None:
+                    try:
+                        resp = await self._transport.send(_protocol.myself(self._version))
+                        self._myself = _decode(resp.content, _protocol.user_ids, "user")
+                    except TrackerError as exc:
+                        logger.warning(
+                            "cannot tell the token's user (%s): createdBy unchecked", exc
+                        )
+                        self._myself = frozenset()
+        return self._myself
 
     async def _find(self, spec: LinkSpec) -> Link | None:
         for link in await self.get(spec.source):
@@ -317,17 +389,38 @@ class LinkService:
 
         >>> plan = await client.links.plan(desired, queue="PROJ", prune=True)  # doctest: +SKIP
         """
-        from ._sync import plan
-
-        return await plan(
-            self,
-            desired,
-            queue=queue,
-            query=query,
-            filter=filter,
-            relationships=relationships,
-            prune=prune,
+        searched = queue is not None or query is not None or filter is not None
+        search = _protocol.search_body(queue, query=query, filter=filter) if searched else None
+        return await _sync.plan(
+            self._ops, desired, search=search, relationships=relationships, prune=prune
         )
+
+    async def apply(
+        self,
+        plan: Plan,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
+
+        Deletes are by link id on the issue the plan lists (``DELETED``; ``ABSENT`` when the
+        link is gone already); creates are those of :meth:`bulk_create` (``CREATED``;
+        ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
+        records both phases: an interrupted apply re-run with it sends nothing that was done.
+        A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
+        """
+        return await _sync.apply(
+            self._ops, self.delete, plan, journal=journal, on_progress=on_progress
+        )
+
+
+@attrs.frozen
+class _Done(Created):
+    """A :class:`Created` with the refusal's status and messages (for ``create``'s error)."""
+
+    status_code: int | None = None
+    messages: tuple[str, ...] = ()
 
 
 def _clone_refused(exc: TrackerError) -> TrackerError:

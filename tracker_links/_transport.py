@@ -15,7 +15,7 @@ from typing import Final
 import anyio
 import httpx
 
-from . import _protocol
+from . import _protocol, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
 from ._policy import RateGate, RetryPolicy
@@ -32,6 +32,8 @@ Clock = Callable[[], float]
 _NO_ANSWER: Final = (httpx.TransportError, httpx.DecodingError)
 # Failures that prove the request never left: safe to re-send even a create.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures to make a connection at all (refused, DNS, TLS handshake): the service not reached.
+_NOT_REACHED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class Response:
@@ -105,6 +107,20 @@ class Slots:
         self.release()
 
 
+class Counts:
+    """What a transport has sent so far, for a progress line: attempts, retries, 429s.
+
+    Plain integers bumped on the send path (no lock: one event loop); read them any time.
+    """
+
+    __slots__ = ("rate_limited", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0  # attempts sent (each retry counts again)
+        self.retries = 0  # attempts that are retries of an earlier one
+        self.rate_limited = 0  # answers of 429
+
+
 class UncertainError(TrackerError):
     """A write that may or may not have been applied (5xx, read timeout, dropped connection).
 
@@ -157,6 +173,7 @@ class Transport:
         self._headers = dict(headers) if headers else None
         self.limiter = Slots(max_concurrency)
         self.gate = rate
+        self.counts = Counts()
         self.retry = retry
         self.sleep = sleep
         self.clock = clock
@@ -192,13 +209,14 @@ class Transport:
         instead of being re-sent; 429s and failures to connect are still retried, as they
         prove nothing was written.
         """
-        retry, clock = self.retry, self.clock
+        retry, clock, counts = self.retry, self.clock, self.counts
         started = clock()
         attempt = 0
         url = self.base_url + req.path
         debug = logger.isEnabledFor(logging.DEBUG)
         while True:
             attempt += 1
+            counts.requests += 1
             status: int | None = None
             error: TrackerError
             retry_after: float | None = None
@@ -227,10 +245,16 @@ class Transport:
                         )
                         resp = Response(answer.status_code, answer.headers, answer.content)
                 except _NO_ANSWER as exc:
+                    if isinstance(exc, httpx.ConnectError):
+                        tls = _tls.permanent_failure(exc)
+                        if tls is not None:  # no retry fixes a certificate: fail at once
+                            message = _tls.describe(tls, httpx.URL(url).host)
+                            raise TransportError(message, method=req.method, url=url) from exc
                     error = TransportError(
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         method=req.method,
                         url=url,
+                        connect_failed=isinstance(exc, _NOT_REACHED),
                     )
                     proven_unsent = isinstance(exc, _NOT_SENT)
                     if debug:
@@ -258,6 +282,7 @@ class Transport:
                         self.gate.on_accepted(now)
                         return resp
                     if status == 429:
+                        counts.rate_limited += 1
                         retry_after = _protocol.parse_retry_after(
                             resp.headers.get("retry-after"), time.time()
                         )
@@ -280,6 +305,7 @@ class Transport:
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
             if delay is None:
                 raise _final(error, attempt)
+            counts.retries += 1
             logger.warning(
                 "%s %s failed (%s), retry %d/%d in %.2fs",
                 req.method,

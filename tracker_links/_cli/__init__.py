@@ -32,7 +32,14 @@ from collections.abc import Sequence
 from typing import TextIO, cast
 
 from .._exceptions import AuthError, InvalidInputError, TrackerError
-from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG, UsageError
+from ._errors import (
+    CREDENTIALS_HINT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+)
 from ._output import UI, Redacting, logging_to_stderr
 from ._parser import EPILOG, add_options
 from ._setup import secrets
@@ -82,7 +89,7 @@ def _dispatch(argv: list[str]) -> int:
             "warning: a token given with --token is visible to other users in the process "
             "list; prefer the TRACKER_TOKEN environment variable"
         )
-    with logging_to_stderr(args.verbose):
+    with logging_to_stderr(args.verbose + getattr(args, "sub_verbose", 0)):
         try:
             code: int = args.func(args, ui)
             return code
@@ -98,10 +105,7 @@ def _dispatch(argv: list[str]) -> int:
                 return EXIT_USAGE
             if isinstance(error, AuthError):
                 ui.err(f"{PROG}: authentication failed: {error}")
-                ui.err(
-                    "check TRACKER_TOKEN / TRACKER_IAM_TOKEN and TRACKER_ORG_ID / "
-                    "TRACKER_CLOUD_ORG_ID"
-                )
+                ui.err(CREDENTIALS_HINT)
                 return EXIT_USAGE
             if isinstance(error, InvalidInputError):
                 ui.err(f"{PROG}: error: {error}")

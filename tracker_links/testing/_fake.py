@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -131,7 +131,7 @@ class FakeTracker:
     drop_after_write: _Knob[float] = _Knob("_faults")
     list_lag: _Knob[float] = _Knob("_links")
     duplicate_status: _Knob[int | None] = _Knob("_links")
-    forbidden_queues: _Knob[Set[str]] = _Knob("_links")
+    forbidden_queues: _Knob[Iterable[str]] = _Knob("_links")
     import_forbidden: _Knob[bool] = _Knob("_links")
     clone_on_create: _Knob[bool] = _Knob("_links")
     malformed_search: _Knob[float] = _Knob("_search")
@@ -159,7 +159,7 @@ class FakeTracker:
         duplicate_status: int | None = 422,
         token: str | None = None,
         users: Mapping[str, str] | None = None,
-        forbidden_queues: Set[str] = frozenset(),
+        forbidden_queues: Iterable[str] = frozenset(),
         import_forbidden: bool = False,
         clone_on_create: bool = False,
         malformed_search: float = 0.0,

@@ -11,7 +11,7 @@ import bisect
 import hashlib
 import re
 from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -407,7 +407,8 @@ class Store:
             if refuse_duplicates and self.by_canon.get(key):
                 raise ValueError(f"{src.key} {rel_text(rel)} {dst.key}: the link already exists")
             by = ROBOT_LOGIN if created_by is None else created_by
-            return self.store(src, dst, rel, key, by, created_at).link
+            at = None if created_at is None else created_at.astimezone(timezone.utc)
+            return self.store(src, dst, rel, key, by, at).link
 
     def links_of(self, issue: str) -> list[StoredLink]:
         with self.ctx.lock:

@@ -8,7 +8,7 @@ from ..._exceptions import InvalidInputError
 from ..._models import validate_key, validate_link_id
 from .._errors import EXIT_OK, UsageError
 from .._output import UI
-from .._parser import add_command
+from .._parser import add_command, exit_statuses
 from .._setup import make_client
 from .._setup import run as run_async
 
@@ -22,9 +22,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "delete one link",
         "Delete link LINK_ID (as `get` lists it) of KEY.",
         run=run,
+        epilog=exit_statuses("the request failed (such as no such link: 404)"),
     )
-    p.add_argument("key", metavar="KEY")
-    p.add_argument("link_id", metavar="LINK_ID")
+    p.add_argument("key", metavar="KEY", help="the issue the link is on, such as PROJ-12")
+    p.add_argument(
+        "link_id",
+        metavar="LINK_ID",
+        help="the link's id, as `tracker-links get KEY` lists it (such as 4709605)",
+    )
 
 
 def run(args: argparse.Namespace, ui: UI) -> int:
