@@ -427,3 +427,189 @@ async def test_import_follows_the_api_version(mock: respx.MockRouter, ft: FakeTi
     async with make_client(ft, mock, api_version="v3") as client:
         await client.links.import_link("A-1", "B-2", "clone", created_at=STAMP, created_by="x")
     assert server.post.call_count == 1
+
+
+# --- history on specs, in bulk -------------------------------------------------------------------
+
+
+def test_history_is_not_part_of_a_links_identity() -> None:
+    plain = LinkSpec("A-1", "B-2", "depends on")
+    kept = LinkSpec("A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov")
+    other_side = LinkSpec(
+        "B-2",
+        "A-1",
+        "is dependent by",
+        created_at="2001-01-01T00:00:00.000+0000",
+        created_by=7,
+        updated_at="2002-01-01T00:00:00.000+0000",
+        updated_by="petrov",
+    )
+    assert plain.canonical == kept.canonical == other_side.canonical
+    assert plain.digest == kept.digest == other_side.digest
+    assert plain.history == {}
+    assert kept.history == {"created_at": STAMP, "created_by": "ivanov"}
+    assert kept.as_dict() == {
+        "source": "A-1",
+        "relationship": "depends on",
+        "target": "B-2",
+        "created_at": STAMP,
+        "created_by": "ivanov",
+    }
+    assert LinkSpec.coerce(kept.as_dict()) == kept
+    assert LinkSpec.coerce(plain.as_dict()) == plain
+
+
+def test_a_spec_with_half_a_history_is_invalid() -> None:
+    with pytest.raises(InvalidInputError, match="created_by"):
+        LinkSpec("A-1", "B-2", "relates", created_at=STAMP)
+    with pytest.raises(InvalidInputError, match="created_at"):
+        LinkSpec("A-1", "B-2", "relates", created_by="ivanov")
+    with pytest.raises(InvalidInputError, match="updated_by"):
+        LinkSpec.coerce(
+            {"source": "A-1", "target": "B-2", "relationship": "relates", "updated_at": STAMP}
+        )
+
+
+def history_fake(**kwargs: Any) -> Any:
+    from tracker_links.testing import FakeTracker
+
+    kwargs.setdefault("seed", 3)
+    return FakeTracker(queues={"TEST": 40}, **kwargs)
+
+
+async def test_bulk_create_imports_specs_with_history_and_creates_the_others(
+    tmp_path: Any, ft: FakeTime
+) -> None:
+    fake = history_fake()
+    journal = tmp_path / "links.jsonl"
+    specs: list[Any] = [
+        LinkSpec("TEST-1", "TEST-2", "depends on", created_at=STAMP, created_by="ivanov"),
+        ("TEST-3", "TEST-4", "relates"),
+        {
+            "source": "TEST-5",
+            "target": "TEST-6",
+            "relationship": "clone",
+            "created_at": STAMP,
+            "created_by": 1120000000004859,
+            "updated_at": "2020-01-01T00:00:00.000+0000",
+            "updated_by": "petrov",
+        },
+        # The same link as the first, without history: one link, not sent again.
+        ("TEST-2", "TEST-1", "is dependent by"),
+        {"source": "TEST-7", "target": "TEST-8", "relationship": "relates", "created_at": "x"},
+    ]
+    async with fake.client(sleep=ft.sleep, clock=ft.clock) as client:
+        report = await client.links.bulk_create(specs, journal=journal)
+    assert [o.status.value for o in report.outcomes] == [
+        "created",
+        "created",
+        "created",
+        "exists",
+        "failed",
+    ]
+    assert report.outcomes[3].repeat_of == 0
+    assert "created_at" in str(report.outcomes[4].error)
+    assert fake.stats.by_route[("POST", "links.import")] == 2
+    assert fake.stats.by_route[("POST", "links.create")] == 1
+    (first,) = fake.find_links("TEST-1", "TEST-2", "depends on")
+    assert first.created_by == "ivanov"
+    assert first.created_at == datetime(2019, 3, 1, 7, tzinfo=timezone.utc)
+    (clone,) = fake.find_links("TEST-5", "TEST-6", "clone")
+    assert (clone.created_by, clone.updated_by) == ("1120000000004859", "petrov")
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    outcome = next(ln for ln in lines if ln.get("status") == "created" and ln["index"] == 2)
+    intent = next(ln for ln in lines if ln.get("intent") and ln["index"] == 2)
+    for line in (outcome, intent):
+        assert line["created_at"] == STAMP
+        assert line["created_by"] == 1120000000004859
+        assert line["updated_at"] == "2020-01-01T00:00:00.000+0000"
+        assert line["updated_by"] == "petrov"
+    assert report.outcomes[0].to_json()["created_by"] == "ivanov"
+    # A re-run with the journal sends no write, with or without the history in its input.
+    fake.stats.reset()
+    async with fake.client(sleep=ft.sleep, clock=ft.clock) as client:
+        again = await client.links.bulk_create(
+            [("TEST-1", "TEST-2", "depends on"), specs[2]], journal=journal
+        )
+    assert [o.status.value for o in again.outcomes] == ["exists", "exists"]
+    assert fake.stats.count("POST") == 0
+
+
+async def test_a_lost_import_answer_is_read_back_as_created(
+    imports: ImportServer, mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    # The import lands but its answer is lost: the link found has the asked createdAt (the
+    # history, long before the call), and that is this run's work, not an older link.
+    imports.faults = [(True, httpx.ReadTimeout("lost")), (False, 503)]
+    imports.links.append(
+        link_json(
+            "A-1", "C-3", "depends", "outward", link_id=9, createdAt="2014-06-18T12:06:02.401+0000"
+        )
+    )
+    specs = [
+        LinkSpec("A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov"),
+        LinkSpec("A-1", "C-3", "depends on", created_at=STAMP, created_by="ivanov"),
+    ]
+    async with make_client(ft, mock, max_concurrency=1) as client:
+        report = await client.links.bulk_create(specs)
+    created, older = report.outcomes
+    assert (created.status.value, created.verified_by) == ("created", "read_back")
+    # Found after the second's lost answer: another createdAt, so it was there before.
+    assert (older.status.value, older.verified_by, older.link.id) == ("exists", "created_at", 9)
+    assert imports.post.call_count == 2
+
+
+def test_cli_input_reads_the_history_columns_and_keys() -> None:
+    import io
+
+    from tracker_links._cli._input import read_rows
+
+    csv_text = (
+        "Source,Relationship,Target,created_at,CREATED_BY,updated_at,updated_by\n"
+        f"A-1,depends on,B-2,{STAMP},ivanov,,\n"
+        "A-1,relates,C-3,,,,\n"
+        f"A-1,relates,D-4,{STAMP},1120000000004859,2020-01-01T00:00:00.000+0000,petrov\n"
+        "A-1,relates,E-5,2019-03-01,ivanov,,\n"
+        f"A-1,relates,F-6,{STAMP},,,\n"
+    )
+    rows = list(read_rows(io.StringIO(csv_text), "auto", "in.csv").rows)
+    assert [r.line for r in rows] == [2, 3, 4, 5, 6]
+    first, plain, full, bad_date, no_user = rows
+    assert first.spec == LinkSpec("A-1", "B-2", "depends on", created_at=STAMP, created_by="ivanov")
+    assert plain.spec == LinkSpec("A-1", "C-3", "relates")
+    assert full.spec is not None
+    assert full.spec.history == {
+        "created_at": STAMP,
+        "created_by": "1120000000004859",
+        "updated_at": "2020-01-01T00:00:00.000+0000",
+        "updated_by": "petrov",
+    }
+    assert bad_date.spec is None
+    assert "created_at" in str(bad_date.reason)
+    assert no_user.spec is None
+    assert "created_by" in str(no_user.reason)
+    jsonl = (
+        json.dumps(
+            {
+                "source": "A-1",
+                "relationship": "clone",
+                "target": "B-2",
+                "created_at": STAMP,
+                "created_by": 42,
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {"source": "A-1", "relationship": "relates", "target": "C-3", "created_by": ""}
+        )
+        + "\n"
+        + json.dumps(
+            {"source": "A-1", "relationship": "relates", "target": "D-4", "created_at": 12345}
+        )
+        + "\n"
+    )
+    clone, empty, bad = read_rows(io.StringIO(jsonl), "auto", "in.jsonl").rows
+    assert clone.spec == LinkSpec("A-1", "B-2", "clone", created_at=STAMP, created_by=42)
+    assert empty.spec == LinkSpec("A-1", "C-3", "relates")
+    assert bad.spec is None
+    assert "created_at" in str(bad.reason)

@@ -32,7 +32,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "has no usable header is exit 2. Every line is accounted for in the summary (items,\n"
         "bad lines, blank/header). A quoted field may run across up to 10 lines; a quote\n"
         "still open after that (a stray '\"') makes its line a bad line, and the lines after\n"
-        "it are read on their own.",
+        "it are read on their own.\n\n"
+        "Migrations: the optional columns (or keys) created_at, created_by, updated_at,\n"
+        "updated_by give a link its history: a row with created_at (YYYY-MM-DDThh:mm:ss.sss\n"
+        "+hhmm) and created_by (a login or a numeric user id) is imported with them (the\n"
+        "import endpoint; an administrator's token). Keys of moved issues are followed to\n"
+        "their new keys, and the summary lists them.",
         run=run,
     )
     p.add_argument("file", metavar="FILE", help="the input file, or - for stdin")
@@ -52,7 +57,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate and de-duplicate the input, print what would be sent, send nothing",
+        help="validate and de-duplicate the input, send nothing; print to stdout what would "
+        "be sent (as CSV or JSON Lines, like the input), a blank line, then the summary",
     )
 
 
@@ -127,12 +133,16 @@ def _dry_run(ui: UI, args: argparse.Namespace) -> int:
         ["in the journal", f"{n(counts['journal'])}  (already done)"],
         ["bad lines", n(bad)],
     ]
-    ui.table(["", ""], rows_out, title="dry run: nothing was sent", stream=sys.stderr,
-             show_header=False)  # fmt: skip
-    ui.err(f"input: {data.count.text()}")
+    # The list, then the summary, all on stdout (--report PATH holds the plan as JSON Lines).
+    ui.out()
+    if not (bad or counts):
+        ui.out(f"dry run: nothing to do: the input holds no data lines ({data.count.text()})")
+        return EXIT_OK
+    ui.table(["", ""], rows_out, title="dry run: nothing was sent", show_header=False)
+    ui.out(f"input: {data.count.text()}")
     if bad:
         more = f"first {SHOWN} of {n(bad)}, " if bad > SHOWN else ""
-        ui.err(f"bad lines ({more}by line):")
+        ui.out(f"bad lines ({more}by line):")
         for text in shown:
-            ui.err(f"  {text}")
+            ui.out(f"  {text}")
     return EXIT_FAILED if bad else EXIT_OK
