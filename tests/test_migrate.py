@@ -613,3 +613,169 @@ def test_cli_input_reads_the_history_columns_and_keys() -> None:
     assert empty.spec == LinkSpec("A-1", "C-3", "relates")
     assert bad.spec is None
     assert "created_at" in str(bad.reason)
+
+
+# --- moved issues ------------------------------------------------------------------------------
+
+
+def test_aliases_resolve_chains_and_ignore_ids() -> None:
+    from tracker_links._moves import Aliases, key_in_url
+
+    aliases = Aliases({"OLD-1": "MID-1"})
+    assert aliases.learn("MID-1", "NEW-1")
+    assert aliases["OLD-1"] == aliases["MID-1"] == "NEW-1"
+    assert aliases.resolve("X-9") == "X-9"
+    assert not aliases.learn("593cd211ef7e8a3312345678", "NEW-2")  # an id never moves
+    assert not aliases.learn("A-1", "A-1")
+    assert not aliases.learn("A-1", None)
+    spec = LinkSpec("OLD-1", "B-2", "depends on")
+    assert aliases.moved(spec) == {"OLD-1": "NEW-1"}
+    assert aliases.moved(LinkSpec("A-1", "B-2", "relates")) is None
+    assert aliases.identity(spec) == LinkSpec("NEW-1", "B-2", "depends on").digest
+    assert aliases.identity(LinkSpec("B-2", "OLD-1", "is dependent by")) == aliases.identity(spec)
+    assert key_in_url(f"{BASE}/v2/issues/NEW-3/links/7") == "NEW-3"
+    assert key_in_url(f"{BASE}/v3/issues/NEW-3?fields=key") == "NEW-3"
+    assert key_in_url(f"{BASE}/v2/issues/593cd211ef7e8a3312345678/links") is None
+    assert key_in_url(None) is None
+
+
+async def test_a_moved_source_is_reported_from_the_link_answered(
+    mock: respx.MockRouter, ft: FakeTime, tmp_path: Any
+) -> None:
+    # The service answers the old key's create from the new key (after the redirect): the
+    # link's self names where it is.
+    post = mock.post("/v2/issues/OLD-1/links").respond(
+        201, json=link_json("NEW-1", "B-2", "relates", "inward")
+    )
+    journal = tmp_path / "j.jsonl"
+    async with make_client(ft, mock) as client:
+        report = await client.links.bulk_create(
+            [("OLD-1", "B-2", "relates"), ("NEW-1", "B-2", "relates"), ("B-2", "OLD-1", "relates")],
+            journal=journal,
+        )
+        assert client.links.aliases == {"OLD-1": "NEW-1"}
+    first, again, reversed_ = report.outcomes
+    assert first.status.value == "created"
+    assert first.moved == {"OLD-1": "NEW-1"}
+    # Its new key and its old one are one issue: both repeats are of the first, not sent.
+    assert (again.repeat_of, reversed_.repeat_of) == (0, 0)
+    assert post.call_count == 1
+    assert report.moved == {"OLD-1": "NEW-1"}
+    assert "1 moved issue keys followed" in report.summary()
+    line = first.to_json()
+    assert line["moved"] == {"OLD-1": "NEW-1"}
+    assert (line["source"], line["link_issue"]) == ("OLD-1", "NEW-1")
+    # A re-run with the journal, under the old key or the new one, sends nothing.
+    async with make_client(ft, mock) as client:
+        rerun = await client.links.bulk_create(
+            [("OLD-1", "B-2", "relates"), ("NEW-1", "B-2", "relates")], journal=journal
+        )
+        assert client.links.aliases == {"OLD-1": "NEW-1"}  # taught by the journal
+    assert [o.status.value for o in rerun.outcomes] == ["exists", "exists"]
+    assert rerun.outcomes[0].moved == {"OLD-1": "NEW-1"}
+    assert post.call_count == 1
+
+
+async def test_a_moved_target_is_reported_and_matched_after_a_lost_answer(
+    mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    landed = link_json("A-1", "NEW-5", "depends", "outward")
+    links: list[dict[str, Any]] = [link_json("A-1", "C-3", "depends", "outward", link_id=8)]
+
+    def on_post(request: httpx.Request) -> httpx.Response:
+        if landed in links:
+            return error(422, "already linked")
+        links.append(landed)
+        return error(503, "lost")  # applied, and the answer says nothing
+
+    post = mock.post("/v2/issues/A-1/links").mock(side_effect=on_post)
+    mock.get("/v2/issues/A-1/links").mock(side_effect=lambda _: httpx.Response(200, json=links))
+    lookup = mock.get("/v2/issues/OLD-5").respond(200, json={"key": "NEW-5", "aliases": ["OLD-5"]})
+    async with make_client(ft, mock) as client:
+        (outcome,) = (await client.links.bulk_create([("A-1", "OLD-5", "depends on")])).outcomes
+    assert outcome.status.value == "created"
+    assert outcome.link is not None
+    assert outcome.link.target.key == "NEW-5"
+    assert outcome.moved == {"OLD-5": "NEW-5"}
+    # Not listed under the asked key, so sent again; refused as existing, and found under the
+    # target's current key (asked once): one link, no failure.
+    assert post.call_count == 2
+    assert links.count(landed) == 1
+    assert lookup.call_count == 1
+    assert lookup.calls.last.request.url.params["fields"] == "key,aliases"
+
+
+async def test_a_target_is_looked_up_only_when_a_link_of_the_kind_could_be_it(
+    mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    answers = iter(
+        [
+            error(503, "lost"),
+            httpx.Response(201, json=link_json("A-1", "B-2", "depends", "outward")),
+        ]
+    )
+    mock.post("/v2/issues/A-1/links").mock(side_effect=lambda _: next(answers))
+    mock.get("/v2/issues/A-1/links").respond(
+        200, json=[link_json("A-1", "C-3", "relates", "inward", link_id=8)]
+    )
+    async with make_client(ft, mock) as client:
+        link = await client.links.create("A-1", "B-2", "depends on")
+    assert link.target.key == "B-2"  # no lookup route: a GET of B-2 would have failed the test
+
+
+async def test_a_moved_target_answered_by_its_new_key(mock: respx.MockRouter, ft: FakeTime) -> None:
+    mock.post("/v2/issues/A-1/links").respond(
+        201, json=link_json("A-1", "NEW-5", "relates", "inward")
+    )
+    mock.post("/v2/issues/A-1/links/_import").respond(
+        200, json=link_json("A-1", "B-2", "relates", "inward", link_id=9)
+    )
+    async with make_client(ft, mock) as client:
+        report = await client.links.bulk_create(
+            [
+                ("A-1", "OLD-5", "relates"),
+                LinkSpec("A-1", "B-2", "relates", created_at=STAMP, created_by="x"),
+            ]
+        )
+    assert [o.moved for o in report.outcomes] == [{"OLD-5": "NEW-5"}, None]
+
+
+async def test_queue_links_exposes_the_aliases_of_moved_issues(
+    mock: respx.MockRouter, ft: FakeTime
+) -> None:
+    search = mock.post("/v2/issues/_search").respond(
+        200,
+        json=[{"key": "NEW-1", "aliases": ["OLD-1", "OLDER-1"]}, {"key": "A-2"}],
+        headers={"X-Total-Count": "2", "X-Total-Pages": "1"},
+    )
+    mock.get("/v2/issues/NEW-1/links").respond(200, json=[])
+    mock.get("/v2/issues/A-2/links").respond(200, json=[])
+    async with make_client(ft, mock) as client:
+        async with client.links.queue_links("A") as found:
+            items = {item.key: item async for item in found}
+        assert client.links.aliases == {"OLD-1": "NEW-1", "OLDER-1": "NEW-1"}
+    assert items["NEW-1"].aliases == ("OLD-1", "OLDER-1")
+    assert items["A-2"].aliases == ()
+    assert search.calls.last.request.url.params["fields"] == "key,aliases"
+
+
+def test_every_request_builder_takes_the_version() -> None:
+    from tracker_links import _protocol as p
+
+    spec = LinkSpec("A-1", "B-2", "relates", created_at=STAMP, created_by="x")
+    requests = [
+        p.get_links("A-1", "v3"),
+        p.create_link("A-1", "B-2", "relates", "v3"),
+        p.write_request(spec, "v3"),
+        p.write_request(LinkSpec("A-1", "B-2", "relates"), "v3"),
+        p.delete_link("A-1", 5, "v3"),
+        p.link_types("v3"),
+        p.myself("v3"),
+        p.issue_key("A-1", "v3"),
+        p.search_page({"query": "x"}, 1, "v3"),
+        p.search_scroll({"query": "x"}, version="v3"),
+        p.search_scroll({"query": "x"}, "sid", "tok", "v3"),
+    ]
+    assert all(r.path.startswith("/v3/") for r in requests), [r.path for r in requests]
+    assert p.write_request(spec, "v3").path == "/v3/issues/A-1/links/_import"
+    assert p.myself().path == "/v2/myself"

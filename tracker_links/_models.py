@@ -285,6 +285,11 @@ def link_identity(
     return (type_id, target, source, ">")
 
 
+def identity_digest(canonical: tuple[str, str, str, str]) -> bytes:
+    """A :attr:`LinkSpec.canonical` tuple as its 96-bit :attr:`LinkSpec.digest`."""
+    return hashlib.blake2b("\x1f".join(canonical).encode(), digest_size=12).digest()
+
+
 def _to_relationship(value: Relationship | str) -> Relationship:
     return Relationship.parse(value)
 
@@ -385,7 +390,7 @@ class LinkSpec:
         ``LinkSpec("A-1", "A-2", "depends on").digest`` equals the ``digest`` of
         ``LinkSpec("A-2", "A-1", "is dependent by")``.
         """
-        return hashlib.blake2b("\x1f".join(self.canonical).encode(), digest_size=12).digest()
+        return identity_digest(self.canonical)
 
     def matches(self, link: Link) -> bool:
         """Whether ``link``, read from :attr:`source`, is this very link."""

@@ -13,6 +13,7 @@ import attrs
 
 from ._exceptions import TrackerError
 from ._models import Link, LinkSpec
+from ._moves import Aliases
 from ._protocol import Request
 from ._transport import Response
 
@@ -67,7 +68,9 @@ class Ops:
     the engines start that many workers. ``clock`` is the client's clock (monotonic seconds),
     for the reports' ``elapsed``. ``version`` is the
     client's API version (``"v2"``/``"v3"``), for the requests an engine builds itself
-    (search pages).
+    (search pages). ``aliases`` is the client's map of moved issue keys (old -> new), filled
+    as moves are seen: engines use it to tell an item's moved keys and to treat an old key and
+    its new key as one issue.
     """
 
     create: Callable[[LinkSpec], Awaitable[Created]]
@@ -77,3 +80,4 @@ class Ops:
     concurrency: int
     clock: Callable[[], float]
     version: str = "v2"
+    aliases: Aliases = attrs.field(factory=Aliases)

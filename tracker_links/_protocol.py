@@ -35,12 +35,15 @@ __all__ = [
     "error_for",
     "get_links",
     "import_request",
+    "issue_key",
+    "issue_key_of",
     "link_types",
     "myself",
     "parse_link_header",
     "parse_retry_after",
     "search_body",
     "search_issues",
+    "search_issues_of",
     "search_keys",
     "search_page",
     "search_scroll",
@@ -145,6 +148,21 @@ def link_types(version: str = "v2") -> Request:
     return Request("GET", f"/{version}/linktypes")
 
 
+def issue_key(issue: str, version: str = "v2") -> Request:
+    """``GET /v2/issues/<issue>?fields=key,aliases``: the issue's current key (it may have
+    moved: its old key stays an alias)."""
+    return Request(
+        "GET", f"/{version}/issues/{validate_key(issue)}", params=(("fields", "key,aliases"),)
+    )
+
+
+def issue_key_of(data: object) -> str:
+    """The ``key`` of an issue's JSON."""
+    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+        raise ValueError("expected a JSON object with the issue's key")
+    return str(data["key"])
+
+
 def myself(version: str = "v2") -> Request:
     """``GET /v2/myself``: the token's own user."""
     return Request("GET", f"/{version}/myself")
@@ -182,6 +200,8 @@ SCROLL_ABOVE = 10_000
 _SCROLL_TTL_MS: Final = 60_000
 
 _QUEUE_RE: Final = re.compile(r"[A-Z][A-Z0-9_]*")
+SEARCH_FIELDS: Final = "key,aliases"
+"""The fields a search asks of each issue: its key, and its former keys if it was moved."""
 
 
 def search_body(
@@ -211,8 +231,9 @@ def search_body(
 
 
 def search_page(body: Mapping[str, Any], page: int, version: str = "v2") -> Request:
-    """Page ``page`` (from 1) of a search, :data:`PER_PAGE` issues, keys only."""
-    return search_issues(body, {"perPage": PER_PAGE, "page": page, "fields": "key"}, version)
+    """Page ``page`` (from 1) of a search, :data:`PER_PAGE` issues: their keys and aliases."""
+    params: dict[str, str | int] = {"perPage": PER_PAGE, "page": page, "fields": SEARCH_FIELDS}
+    return search_issues(body, params, version)
 
 
 def search_scroll(
@@ -230,7 +251,7 @@ def search_scroll(
         if token:
             params["scrollToken"] = token
     params["scrollTTLMillis"] = _SCROLL_TTL_MS
-    params["fields"] = "key"
+    params["fields"] = SEARCH_FIELDS
     return search_issues(body, params, version)
 
 
@@ -245,6 +266,19 @@ def total_header(value: str | None) -> int | None:
 def search_keys(content: bytes) -> list[str]:
     """The issue keys of one search page or scroll answer."""
     return [str(issue["key"]) for issue in decode_json(content)]
+
+
+def search_issues_of(content: bytes) -> list[tuple[str, tuple[str, ...]]]:
+    """The issues of one search page or scroll answer: each key, with the issue's former keys
+    (``aliases``: it was moved) when the answer lists them."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for issue in decode_json(content):
+        aliases = issue.get("aliases")
+        if aliases and isinstance(aliases, list):
+            out.append((str(issue["key"]), tuple(str(a) for a in aliases if a)))
+        else:
+            out.append((str(issue["key"]), ()))
+    return out
 
 
 def decode_json(content: bytes) -> Any:

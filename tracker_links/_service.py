@@ -18,11 +18,12 @@ from ._converter import structure, structure_link, structure_links
 from ._exceptions import AuthError, ConflictError, InvalidInputError, TrackerError
 from ._history import judge_import
 from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
+from ._moves import Aliases, is_key, key_in_url
 from ._ops import Created, Ops, Unresolved
 from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
-from ._transport import Transport, UncertainError
+from ._transport import Response, Transport, UncertainError
 
 __all__ = ["LinkService"]
 
@@ -49,6 +50,8 @@ class LinkService:
     def __init__(self, transport: Transport, api_version: str = "v2") -> None:
         self._transport = transport
         self._version = api_version
+        # Moved issues seen so far (old key -> new key), shared with the bulk engines.
+        self._aliases = Aliases()
         self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
         self._myself: frozenset[str] | None = None
         self._myself_lock = anyio.Lock()
@@ -61,6 +64,7 @@ class LinkService:
             concurrency=transport.limiter.total,
             clock=transport.clock,
             version=api_version,
+            aliases=self._aliases,
         )
 
     # --- single calls ------------------------------------------------------------------------
@@ -72,8 +76,27 @@ class LinkService:
         >>> [(l.relationship, l.target.key) for l in links]    # doctest: +SKIP
         [(<Relationship.DEPENDS_ON: 'depends on'>, 'PROJ-7')]
         """
-        resp = await self._transport.send(_protocol.get_links(issue, self._version))
+        req = _protocol.get_links(issue, self._version)
+        resp = await self._transport.send(req)
+        self._moved_by(issue, req, resp)
         return _decode(resp.content, structure_links, "links")
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """The moved issues this client has met: old key -> current key (read only).
+
+        Learnt from the redirects the service answers an old key with, from the links it
+        answers (their ``self`` and ``object``), from the ``aliases`` of search results and
+        from a journal's records. A moved key and its current key are one issue to the safe
+        create's read-back and to the de-duplication of bulk repeats.
+        """
+        return self._aliases
+
+    def _moved_by(self, key: str, req: _protocol.Request, resp: Response) -> None:
+        """Learn a move from the URL an answer finally came from (after a redirect)."""
+        final = _final_url(resp)
+        if final is not None and not final.endswith(req.path):
+            self._aliases.learn(key, key_in_url(final))
 
     async def create(
         self,
@@ -203,7 +226,7 @@ class LinkService:
                 clone = spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None
                 # A clone link refused by create is most likely the refusal, not a duplicate
                 # whose listing lags: one look, not the lag's patience.
-                existing = await (self._find(spec) if clone else self._confirm(spec))
+                existing = await (self._find(spec, True) if clone else self._confirm(spec))
                 if existing is None:
                     if clone:
                         raise _clone_refused(exc) from None
@@ -220,7 +243,9 @@ class LinkService:
                 if exc.status_code == 403 and spec.created_at is not None:
                     raise _import_forbidden(exc) from None
                 raise
-            return _Done(_decode(resp.content, structure_link, "link"), attempts)
+            link = _decode(resp.content, structure_link, "link")
+            self._aliases.learn_from(spec, link, _final_url(resp))
+            return _Done(link, attempts)
 
     async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
         """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
@@ -266,15 +291,53 @@ class LinkService:
                         self._myself = frozenset()
         return self._myself
 
-    async def _find(self, spec: LinkSpec) -> Link | None:
-        for link in await self.get(spec.source):
-            if spec.matches(link):
+    async def _find(self, spec: LinkSpec, resolve: bool = False) -> Link | None:
+        """The link ``spec`` names among its source's links, if there.
+
+        With ``resolve`` (the service says the link exists, yet it is not listed), a target
+        that may have moved is asked its current key first (once per key and client).
+        """
+        links = await self.get(spec.source)
+        aliases = self._aliases
+        for link in links:
+            if aliases.matches(spec, link):
+                aliases.learn_from(spec, link)
+                return link
+        # Not there by its target's key: maybe the target moved and the link is listed under
+        # its new key. Ask its current key once, and only when a link of the same kind exists.
+        target = spec.target
+        if not resolve or target in aliases or target in aliases.checked or not is_key(target):
+            return None
+        if not any(link.relationship is spec.relationship for link in links):
+            return None
+        if await self._current_key(target) == target:
+            return None
+        for link in links:
+            if aliases.matches(spec, link):
                 return link
         return None
 
+    async def _current_key(self, key: str) -> str:
+        """The current key of issue ``key`` (``GET …/issues/<key>?fields=key``), learnt once.
+
+        ``key`` itself when it has not moved or the service would not say.
+        """
+        aliases = self._aliases
+        aliases.checked.add(key)
+        req = _protocol.issue_key(key, self._version)
+        try:
+            resp = await self._transport.send(req)
+            self._moved_by(key, req, resp)
+            current = _decode(resp.content, _protocol.issue_key_of, "issue")
+        except TrackerError as exc:
+            logger.warning("cannot tell whether issue %s moved (%s)", key, exc)
+            return aliases.resolve(key)
+        aliases.learn(key, current)
+        return aliases.resolve(key)
+
     async def _confirm(self, spec: LinkSpec) -> Link | None:
         """Find a link the service says exists, allowing for its listing to lag."""
-        found = await self._find(spec)
+        found = await self._find(spec, True)
         for delay in _CONFIRM_DELAYS:
             if found is not None:
                 break
@@ -421,6 +484,12 @@ class _Done(Created):
 
     status_code: int | None = None
     messages: tuple[str, ...] = ()
+
+
+def _final_url(resp: Response) -> str | None:
+    """The URL an answer finally came from, after the redirects the transport followed."""
+    url = getattr(resp, "url", None)  # set by the transport once it follows redirects
+    return None if url is None else str(url)
 
 
 def _clone_refused(exc: TrackerError) -> TrackerError:
