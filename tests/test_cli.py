@@ -219,6 +219,113 @@ def test_ctrl_c_during_bulk_link_prints_the_summary_and_a_partial_report(
     assert "partial" not in report.read_text(encoding="utf-8")
 
 
+def start_fake_server(*flags: str) -> tuple[subprocess.Popen[str], str, str]:
+    """``tracker-links fake-server --port 0 FLAGS`` in a subprocess: it, its URL, its first line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracker_links", "fake-server", "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:\d+", first)
+    if not found:
+        proc.kill()
+        raise AssertionError(first + proc.communicate()[1])
+    return proc, found.group(0), first
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+def fake_stats(url: str) -> dict[str, Any]:
+    import httpx
+
+    data: dict[str, Any] = httpx.get(f"{url}/_fake/stats", timeout=10).json()
+    return data
+
+
+def test_fake_server_flags_token_and_duplicates(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    proc, url, first = start_fake_server(
+        *("--queues", "TEST=5", "--token", TOKEN, "--duplicate-status", "none", "-q"),
+        *("--max-inflight", "8", "--list-lag", "0", "--retry-after", "none", "--seed", "2"),
+    )
+    try:
+        assert "it accepts only the tokens given" in first
+        monkeypatch.setenv("TRACKER_BASE_URL", url)
+        monkeypatch.setenv("TRACKER_ORG_ID", "1")
+        monkeypatch.setenv("TRACKER_TOKEN", WRONG)
+        code, _, err = run("types")  # a 401 from the command line, at last
+        assert code == 2
+        assert "authentication failed" in err
+        assert fake_stats(url)["requests"] == {"GET 401": 1}
+        monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+        code, out, _ = run("link", "TEST-1", "relates", "TEST-2")
+        assert code == 0, out
+        code, out, _ = run("link", "TEST-1", "relates", "TEST-2")
+        assert code == 0, out
+        stats = fake_stats(url)  # read while it runs
+        assert stats["duplicates_created"] == 1  # --duplicate-status none stores it
+        assert stats["links"] == 2
+    finally:
+        out, _ = stop(proc)
+    assert out == ""  # -q: the URL line only, nothing at the end
+
+
+def test_fake_server_verbose_prints_the_statistics_when_stopped(run: Run) -> None:
+    proc, url, _ = start_fake_server("--queues", "TEST=3", "-v", "--latency", "0.001")
+    assert proc.stdout is not None
+    hints = [proc.stdout.readline() for _ in range(5)]
+    assert f"its statistics meanwhile: curl {url}/_fake/stats\n" in hints
+    fake_stats(url)
+    out, _ = stop(proc)
+    assert "stopped; the fake answered" in out
+    stats = json.loads(out[out.index("{") :])
+    assert stats["issues"] == 3
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--duplicate-status", "418"],
+        ["--redirect-status", "200"],
+        ["--limit", "bucket:oops"],
+        ["--latency", "0.1", "--latency-ms", "100"],
+        ["--started-at", "yesterday"],
+        ["--users", "no-login"],
+    ],
+)
+def test_fake_server_bad_flags_are_exit_2(run: Run, flags: list[str]) -> None:
+    code, _, err = run("fake-server", "--port", "0", *flags)
+    assert code == 2
+    assert err
+
+
+def test_fake_server_has_a_flag_for_every_knob_of_the_fake() -> None:
+    import inspect
+
+    from tracker_links._cli import build_parser
+    from tracker_links._cli.commands.fake_server import settings
+
+    knobs = set(inspect.signature(FakeTracker).parameters) - {"clock", "sleep"}
+    args = build_parser().parse_args(["fake-server"])
+    given = settings(args)
+    assert set(given) == knobs
+    FakeTracker(**given)  # the defaults of the flags are valid settings
+    args = build_parser().parse_args(
+        ["fake-server", "--limit", "bucket:100,10", "--limit", "inflight:4", "--users", "a=b"]
+    )
+    given = settings(args)
+    assert len(given["limit"]) == 2
+    assert given["users"] == {"a": "b"}
+    FakeTracker(**given)
+
+
 # --- single calls -----------------------------------------------------------------------------
 
 

@@ -186,6 +186,7 @@ async def test_a_certificate_failure_fails_at_once(
     message = str(info.value)
     assert "localhost" in message
     assert info.value.method == "GET"
+    assert info.value.connect_failed  # the service was not reached (a batch stops on it)
     assert "t0ken" not in message
     assert "t0ken" not in repr(info.value)
     if case != "plain-port":
@@ -225,3 +226,18 @@ def test_verify_is_checked_before_any_request(tmp_path: Path) -> None:
         TrackerClient("t", org_id="1", verify=1)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="http_client"):
         TrackerClient("t", org_id="1", verify=False, transport=httpx.MockTransport(print))  # type: ignore[arg-type]
+
+
+async def test_a_bulk_run_against_an_untrusted_certificate_stops_early(ca: trustme.CA) -> None:
+    sleeps = Sleeps()
+    specs = [(f"TEST-{n}", f"TEST-{n + 1}", "relates") for n in range(1, 201)]
+    async with (
+        serving(server_context(ca, "localhost")) as srv,
+        tracker(srv.port, sleep=sleeps, max_concurrency=4) as client,
+    ):
+        report = await client.links.bulk_create(specs)
+    statuses = [outcome.status.value for outcome in report.outcomes]
+    assert len(statuses) == 200  # every item accounted for
+    assert statuses.count("skipped") >= 190
+    assert srv.connections <= 10  # one handshake per item tried, no retries
+    assert sleeps.calls == []

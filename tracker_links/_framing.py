@@ -20,6 +20,7 @@ __all__ = ["MAX_HEAD", "MAX_INTERIM", "NO_RESPONSE", "Answer", "ChunkedDecoder",
 
 MAX_HEAD: Final = 65536  # bytes of status line + headers (or of trailers, or a chunk-size line)
 MAX_INTERIM: Final = 100  # 1xx responses before the final one
+_MAX_SIZE_LINE: Final = 4096  # bytes of a chunk-size line (with its extensions)
 NO_RESPONSE: Final = "Server disconnected without sending a response."
 _EOF_BODY: Final = "peer closed connection without sending complete message body"
 _CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
@@ -34,7 +35,7 @@ class ChunkedDecoder:
     ``done`` tells when the last chunk and the trailers were read; :meth:`body` joins the data.
     """
 
-    __slots__ = ("_parts", "_remaining", "_size", "_state", "done", "trailers")
+    __slots__ = ("_parts", "_remaining", "_seen", "_size", "_state", "done", "trailers")
 
     _SIZE = 0  # at a chunk-size line
     _DATA = 1  # inside a chunk's data (``_remaining`` bytes to go)
@@ -46,6 +47,7 @@ class ChunkedDecoder:
         self._state = self._SIZE
         self._remaining = 0
         self._size = 0
+        self._seen = 0
         self.done = False
         self.trailers: list[tuple[bytes, bytes]] = []
 
@@ -56,7 +58,7 @@ class ChunkedDecoder:
             if state == self._SIZE:
                 eol = buf.find(b"\r\n", pos)
                 if eol < 0:
-                    if end - pos > MAX_HEAD:
+                    if end - pos > _MAX_SIZE_LINE:
                         raise error("chunk size line too long")
                     if buf.find(b"\n", pos) >= 0:
                         raise error(f"malformed chunk size line: {bytes(buf[pos:end])[:50]!r}")
@@ -96,11 +98,13 @@ class ChunkedDecoder:
                 if buf[pos : pos + 2] == b"\r\n":
                     self.done = True
                     return pos + 2
-                stop = buf.find(b"\r\n\r\n", pos)
+                seen = self._seen  # bytes of the trailers searched by an earlier call
+                stop = buf.find(b"\r\n\r\n", pos + max(seen - 3, 0))
                 if stop < 0:
                     if end - pos > MAX_HEAD:
                         raise error("trailers too long")
-                    _check_partial_lines(buf, pos, "trailer")
+                    _check_partial_lines(buf, pos, pos + seen, "trailer")
+                    self._seen = end - pos
                     return pos
                 self.trailers = parse_fields(bytes(buf[pos : stop + 2]), "trailer")
                 self.done = True
@@ -112,9 +116,12 @@ class ChunkedDecoder:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _check_partial_lines(buf: bytes | bytearray, pos: int, what: str) -> None:
-    """Fail now if the incomplete lines at ``buf[pos:]`` are already malformed (bare LF)."""
-    if buf.count(b"\n", pos) != buf.count(b"\r\n", pos):
+def _check_partial_lines(buf: bytes | bytearray, start: int, new: int, what: str) -> None:
+    """Fail now if the incomplete lines at ``buf[start:]`` are already malformed (a bare LF).
+
+    Only the LFs from ``new`` on are looked at: those before were checked by an earlier call.
+    """
+    if buf.count(b"\n", new) != buf.count(b"\r\n", max(new - 1, start)):
         raise error(f"malformed {what}: a bare LF line ending")
 
 
@@ -146,12 +153,23 @@ class ResponseParser:
     ``MAX_INTERIM`` interim responses, heads of ``MAX_HEAD`` bytes and a body of ``_wire.MAX_BODY``.
     """
 
-    __slots__ = ("_buf", "_chunks", "_head", "_interim", "_length", "_no_body", "_pos", "_state")
+    __slots__ = (
+        "_buf",
+        "_chunks",
+        "_head",
+        "_interim",
+        "_length",
+        "_no_body",
+        "_pos",
+        "_seen",
+        "_state",
+    )
 
     def __init__(self, no_body: bool) -> None:
         self._no_body = no_body
         self._buf: bytes | bytearray = b""
         self._pos = 0  # where the unread bytes start in _buf
+        self._seen = 0  # bytes after _pos already searched for the end of the head
         self._state = _HEAD
         self._interim = 0
         self._head: Head | None = None
@@ -211,11 +229,13 @@ class ResponseParser:
     def _read_head(self) -> Answer | None:
         while True:
             buf, start = self._buf, self._pos
-            end = buf.find(b"\r\n\r\n", start)
+            seen = self._seen  # bytes of this head searched by an earlier call
+            end = buf.find(b"\r\n\r\n", start + seen - 3 if seen > 3 else start)
             if end < 0:
                 if len(buf) - start > MAX_HEAD:
                     raise error("response headers too long")
-                _check_partial_lines(buf, start, "response head")
+                _check_partial_lines(buf, start, start + seen, "response head")
+                self._seen = len(buf) - start
                 if buf[start : start + 1] not in (b"H", b"") or (
                     len(buf) - start >= 5 and buf[start : start + 5] != b"HTTP/"
                 ):
@@ -223,6 +243,7 @@ class ResponseParser:
                 return None
             head = parse_head(buf, start, end + 2)
             self._pos = start = end + 4
+            self._seen = 0
             status = head.status
             if status >= 200:
                 break

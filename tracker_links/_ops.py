@@ -55,6 +55,10 @@ class Unresolved(TrackerError):
         self.attempts = attempts
 
 
+async def _no_delete(issue: str, link_id: int | str) -> tuple[bool, int]:
+    raise TrackerError("these Ops were built without a delete")
+
+
 @attrs.frozen
 class Ops:
     """The calls a bulk engine makes.
@@ -66,11 +70,12 @@ class Ops:
     verified_by)``. ``search`` sends one search page request and returns the raw answer (its
     headers drive paging). ``concurrency`` is how many requests the client lets run at once:
     the engines start that many workers. ``clock`` is the client's clock (monotonic seconds),
-    for the reports' ``elapsed``. ``version`` is the
-    client's API version (``"v2"``/``"v3"``), for the requests an engine builds itself
-    (search pages). ``aliases`` is the client's map of moved issue keys (old -> new), filled
-    as moves are seen: engines use it to tell an item's moved keys and to treat an old key and
-    its new key as one issue.
+    for the reports' ``elapsed``. ``delete`` deletes one link (issue, link id) safely and
+    returns whether this call deleted it (``False``: a 404, it was not there) with the number
+    of DELETEs sent. ``version`` is the client's API version (``"v2"``/``"v3"``), for
+    the requests an engine builds itself (search pages). ``aliases`` is the client's map of
+    moved issue keys (old -> new), filled as moves are seen: engines use it to tell an item's
+    moved keys and to treat an old key and its new key as one issue.
     """
 
     create: Callable[[LinkSpec], Awaitable[Created]]
@@ -79,5 +84,6 @@ class Ops:
     search: Callable[[Request], Awaitable[Response]]
     concurrency: int
     clock: Callable[[], float]
+    delete: Callable[[str, int | str], Awaitable[tuple[bool, int]]] = _no_delete
     version: str = "v2"
     aliases: Aliases = attrs.field(factory=Aliases)

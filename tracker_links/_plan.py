@@ -19,7 +19,7 @@ import attrs
 
 from ._bulk_create import SpecInput
 from ._exceptions import InvalidInputError, NotFoundError
-from ._graph import find_cycles
+from ._graph import find_cycles, natural_key
 from ._models import (
     Direction,
     LinkSpec,
@@ -280,8 +280,9 @@ def make_plan(
 
     # The current links by id (a link read from both issues is one), each as (the issue read,
     # the other issue, the relationship of the first to the second). The view read from the
-    # outward (for `relates`, the smaller) key is kept, so the plan does not depend on the
-    # order of the reads. Keys the service listed need no validation: no spec is built here.
+    # outward key (for `relates`, the first in natural order: PROJ-9 before PROJ-10) is kept,
+    # so the plan does not depend on the order of the reads. Keys the service listed need no
+    # validation: no spec is built here.
     views: dict[int | str, tuple[str, str, Relationship]] = {}
     unread: list[Unread] = []
     missing: dict[str, str] = {}
@@ -309,7 +310,10 @@ def make_plan(
             if rel is None:
                 continue  # a link type the library does not know: never touched
             seen = views.get(link.id)
-            if seen is not None and (rel.direction is inward or (rel is relates and key > seen[0])):
+            if seen is not None and (
+                rel.direction is inward
+                or (rel is relates and natural_key(key) > natural_key(seen[0]))
+            ):
                 continue
             ref = link.target
             other = ref.key or ref.id

@@ -12,10 +12,11 @@ from typing import Any, Final, TypeVar
 import anyio
 import attrs
 
-from . import _bulk_create, _bulk_read, _protocol, _sync
+from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync
 from ._bulk_create import SpecInput
+from ._bulk_delete import DeleteInput
 from ._converter import structure, structure_link, structure_links
-from ._exceptions import AuthError, ConflictError, InvalidInputError, TrackerError
+from ._exceptions import AuthError, ConflictError, InvalidInputError, NotFoundError, TrackerError
 from ._history import judge_import
 from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
 from ._moves import Aliases, is_key, key_in_url
@@ -65,6 +66,7 @@ class LinkService:
             clock=transport.clock,
             version=api_version,
             aliases=self._aliases,
+            delete=self._delete_if_there,
         )
 
     # --- single calls ------------------------------------------------------------------------
@@ -346,8 +348,93 @@ class LinkService:
         return found
 
     async def delete(self, issue: str, link_id: int | str) -> None:
-        """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues."""
-        await self._transport.send(_protocol.delete_link(issue, link_id, self._version))
+        """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues.
+
+        Safe like :meth:`create`: when the fate of an attempt is unknown (5xx, timeout,
+        dropped connection) it reads the issue's links before deciding; a link no longer
+        listed was deleted by that attempt, and a 404 to a re-sent DELETE means the same
+        (success, not an error). A 404 to the first attempt (no such link), or for the issue
+        itself, raises :class:`NotFoundError`.
+        """
+        await self._delete(issue, link_id)
+
+    async def _delete(
+        self, issue: str, link_id: int | str, missing_ok: bool = False
+    ) -> tuple[bool, int]:
+        """The safe delete: whether this call deleted the link, and the DELETEs it sent.
+
+        With ``missing_ok``, a 404 to the first attempt returns ``(False, 1)`` instead of
+        raising (the link is not there; the caller has just listed the issue).
+        """
+        req = _protocol.delete_link(issue, link_id, self._version)
+        wanted = str(link_id)
+        transport = self._transport
+        retry = transport.retry
+        uncertain = False
+        attempts = 0
+        started = transport.clock()
+        while True:
+            attempts += 1
+            try:
+                await transport.send(req, retry_uncertain=False)
+            except UncertainError as exc:
+                # The DELETE may have been applied: look before sending it again.
+                uncertain = True
+                delay = retry.next_delay(
+                    attempts, transport.clock() - started, None, transport.rand
+                )
+                if delay is not None:
+                    logger.warning(
+                        "delete link %s of %s: outcome unknown (%s); checking before a retry",
+                        wanted,
+                        issue,
+                        exc.cause,
+                    )
+                    await transport.sleep(delay)
+                if all(str(link.id) != wanted for link in await self.get(issue)):
+                    return True, attempts  # the attempt landed
+                if delay is None:
+                    cause = exc.cause
+                    if attempts > 1:
+                        cause.message = f"{cause.message} (after {attempts} attempts)"
+                    raise cause from None
+                continue
+            except NotFoundError:
+                if uncertain:
+                    # An earlier attempt landed, unless the issue itself is gone (then the
+                    # read raises NotFoundError).
+                    await self.get(issue)
+                    return True, attempts
+                if missing_ok:
+                    return False, attempts
+                raise
+            return True, attempts
+
+    async def _delete_if_there(self, issue: str, link_id: int | str) -> tuple[bool, int]:
+        return await self._delete(issue, link_id, missing_ok=True)
+
+    async def remove(
+        self, issue: str, target: str, relationship: Relationship | str | None = None
+    ) -> list[Link]:
+        """Delete every link between ``issue`` and ``target``; return the links deleted.
+
+        With ``relationship``, only the links meaning "``issue`` *relationship* ``target``" (in
+        either spelling: ``remove("A-1", "A-2", "depends on")`` also deletes a link created as
+        ``A-2 is dependent by A-1``); a link of another relationship between the two stays.
+        ``[]`` when there was none (not an error). Costs one ``GET`` of ``issue``'s links and
+        one safe ``DELETE`` (see :meth:`delete`) per link found. Arguments are validated
+        before any request.
+
+        >>> await client.links.remove("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
+        [Link(id=4709605, ...)]
+        """
+        rel = _bulk_delete.check_remove(issue, target, relationship)
+        deleted: list[Link] = []
+        for link in _bulk_delete.between(await self.get(issue), target, rel):
+            done, _ = await self._delete(issue, link.id, missing_ok=True)
+            if done:
+                deleted.append(link)
+        return deleted
 
     async def types(self) -> list[LinkType]:
         """The organization's link types (``GET /v2/linktypes``)."""
@@ -396,6 +483,45 @@ class LinkService:
         early).
         """
         return _bulk_create.create_many(self._ops, specs, journal=journal)
+
+    async def bulk_delete(
+        self,
+        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
+        *,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> BulkReport:
+        """Delete many links; return a :class:`BulkReport` with one outcome per input item.
+
+        The counterpart of :meth:`bulk_create`, with the same input (read lazily), the same
+        concurrency, progress, journal and resume, and the same treatment of bad items
+        (``FAILED`` before any request) and of a 401 (the rest ``SKIPPED``, the report
+        returned). Each link is ``DELETED`` (this call removed it) or ``ABSENT`` (not on the
+        service: nothing to do, not a failure). Each costs a ``GET`` of the source's links
+        (one for the items of the same source that come close together in the input) and one
+        safe ``DELETE`` (see :meth:`delete`) per match. Only the links asked for are deleted:
+        a link of another relationship between the same two issues stays.
+
+        >>> report = await client.links.bulk_delete(pairs, journal="unlink.jsonl")  # doctest: +SKIP
+        >>> len(report.deleted), len(report.absent)                                 # doctest: +SKIP
+        (9990, 10)
+        """
+        return await _bulk_delete.bulk_delete(
+            self._ops, specs, on_progress=on_progress, journal=journal
+        )
+
+    def delete_many(
+        self,
+        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> Stream[Outcome]:
+        """Delete many links, yielding each :class:`Outcome` as it completes.
+
+        The counterpart of :meth:`create_many` (see :meth:`bulk_delete` for the semantics);
+        usable as ``async with client.links.delete_many(specs) as outcomes:``.
+        """
+        return _bulk_delete.delete_many(self._ops, specs, journal=journal)
 
     async def bulk_get(
         self,
@@ -488,8 +614,7 @@ class _Done(Created):
 
 def _final_url(resp: Response) -> str | None:
     """The URL an answer finally came from, after the redirects the transport followed."""
-    url = getattr(resp, "url", None)  # set by the transport once it follows redirects
-    return None if url is None else str(url)
+    return resp.url  # None when no redirect was followed
 
 
 def _clone_refused(exc: TrackerError) -> TrackerError:

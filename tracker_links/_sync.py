@@ -44,14 +44,19 @@ async def _desired_items(
     return list(desired)
 
 
-def _named_keys(items: Iterable[object]) -> dict[str, None]:
-    """The issues the valid desired items name, in the order they are named."""
+def _named_keys(items: list[object]) -> dict[str, None]:
+    """The issues the valid desired items name, in the order they are named.
+
+    Each valid item is replaced by its :class:`LinkSpec` in ``items``, so that the plan does not
+    validate it again; a bad one stays as it is, for the plan to report with its reason.
+    """
     keys: dict[str, None] = {}
-    for item in items:
+    for i, item in enumerate(items):
         try:
             spec = LinkSpec.coerce(item)  # type: ignore[arg-type]  # bad ones are skipped here
         except Exception:  # reported by make_plan with its reason
             continue
+        items[i] = spec
         keys[spec.source] = None
         keys[spec.target] = None
     return keys

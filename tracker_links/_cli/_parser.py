@@ -183,6 +183,7 @@ def add_command(
     speed: bool = True,
     usage: str | None = None,
     epilog: str | None = None,
+    **option_help: str,
 ) -> argparse.ArgumentParser:
     """Add the subcommand ``name`` with the shared options; ``run`` runs it."""
     p = commands.add_parser(
@@ -194,7 +195,7 @@ def add_command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    add_options(p, sub=True, connect=connect, speed=speed)
+    add_options(p, sub=True, connect=connect, speed=speed, **option_help)
     p.set_defaults(func=run)
     return p
 

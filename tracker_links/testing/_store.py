@@ -358,17 +358,18 @@ class Store:
     ) -> LinkRec:
         link_id = self.next_link_id
         self.next_link_id += 1
+        tick = self.ctx.clock()
         link = StoredLink(
             id=link_id,
             source=source.key,
             target=target.key,
             relationship=rel,
-            created_at=self.ctx.wall_now() if created_at is None else created_at,
+            created_at=self.ctx.wall_at(tick) if created_at is None else created_at,
             created_by=created_by,
             updated_at=updated_at,
             updated_by=updated_by,
         )
-        rec = LinkRec(link, source, target, key, self.ctx.clock(), rel_text(rel))
+        rec = LinkRec(link, source, target, key, tick, rel_text(rel))
         self.recs[link_id] = rec
         self.by_canon.setdefault(key, []).append(link_id)
         source.links[link_id] = None
