@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -174,3 +175,166 @@ async def _all_calls_on_v3(url: str, seen: Recorder, tmp_path: Any) -> None:
         assert await client.links.get("TEST-2") == []
         plan = await client.links.plan([("TEST-9", "TEST-10", "relates")], queue="TEST")
         assert len(plan.create) == 1
+
+
+# --- moved issues --------------------------------------------------------------------------------
+
+
+def moved_fake(**kwargs: Any) -> tuple[FakeTracker, dict[str, str]]:
+    fake = FakeTracker(queues={"TEST": 40, "NEW": 0}, seed=17, **kwargs)
+    moves = {old: fake.move_issue(old, "NEW") for old in ("TEST-3", "TEST-4", "TEST-5")}
+    return fake, moves
+
+
+MOVED_SPECS: list[Any] = [
+    ("TEST-3", "TEST-10", "depends on"),  # a moved source
+    ("TEST-11", "TEST-4", "relates"),  # a moved target
+    LinkSpec("TEST-5", "TEST-3", "clone", created_at=EPOCH, created_by="ivanov"),  # both
+    ("TEST-12", "TEST-13", "is subtask for"),  # nothing moved
+    ("NEW-1", "TEST-10", "depends on"),  # the first again, under the new key
+    ("TEST-10", "TEST-3", "is dependent by"),  # the first again, the other way round
+]
+
+
+@pytest.mark.parametrize("status", [301, 307])
+async def test_moved_keys_land_on_the_new_keys_and_a_rerun_sends_nothing(
+    tmp_path: Any, status: int
+) -> None:
+    fake, moves = moved_fake(redirect_status=status, fail_rate=0.1, drop_rate=0.05)
+    assert moves == {"TEST-3": "NEW-1", "TEST-4": "NEW-2", "TEST-5": "NEW-3"}
+    journal = tmp_path / "moves.jsonl"
+    with fake.serve() as url:
+        async with connect(url, max_concurrency=4) as client:
+            report = await client.links.bulk_create(MOVED_SPECS, journal=journal)
+        statuses = [o.status.value for o in report.outcomes]
+        assert statuses == ["created"] * 4 + ["exists"] * 2, report.summary()
+        assert [o.repeat_of for o in report.outcomes[4:]] == [0, 0]
+        assert [o.moved for o in report.outcomes] == [
+            {"TEST-3": "NEW-1"},
+            {"TEST-4": "NEW-2"},
+            {"TEST-5": "NEW-3", "TEST-3": "NEW-1"},
+            None,
+            None,
+            {"TEST-3": "NEW-1"},
+        ]
+        assert report.moved == moves
+        assert fake.stats.redirects > 0
+        assert fake.has_link("NEW-1", "TEST-10", "depends on")
+        assert fake.has_link("TEST-11", "NEW-2", "relates")
+        (clone,) = fake.find_links("NEW-3", "NEW-1", "clone")
+        assert (clone.created_at, clone.created_by) == (EPOCH, "ivanov")
+        assert len(fake.links) == 4
+        assert fake.stats.duplicates_created == 0
+        lines = [json.loads(line) for line in journal.read_text().splitlines()]
+        first = next(ln for ln in lines if ln.get("status") == "created" and ln["index"] == 0)
+        assert (first["moved"], first["link_issue"]) == ({"TEST-3": "NEW-1"}, "NEW-1")
+        # A re-run with the journal, by a new client (the moves come from the journal), with
+        # the old keys and the new ones: no write.
+        fake.stats.reset()
+        fake.fail_rate = fake.drop_rate = 0.0
+        renamed = [("NEW-1", "TEST-10", "depends on"), ("TEST-11", "NEW-2", "relates")]
+        async with connect(url) as client:
+            again = await client.links.bulk_create([*MOVED_SPECS, *renamed], journal=journal)
+        assert {o.status.value for o in again.outcomes} == {"exists"}
+        assert fake.stats.count("POST") == 0
+        assert fake.stats.total == 0
+        assert again.outcomes[0].moved == {"TEST-3": "NEW-1"}
+
+
+async def test_queue_links_gives_the_aliases_of_moved_issues() -> None:
+    fake, moves = moved_fake()
+    with fake.serve() as url:
+        async with connect(url) as client:
+            await client.links.create("TEST-3", "TEST-4", "relates")
+            async with client.links.queue_links("NEW") as found:
+                items = {item.key: item async for item in found}
+            assert dict(client.links.aliases) == moves
+    assert {k: v.aliases for k, v in items.items()} == {
+        "NEW-1": ("TEST-3",),
+        "NEW-2": ("TEST-4",),
+        "NEW-3": ("TEST-5",),
+    }
+    assert [ln.target.key for ln in items["NEW-1"].links] == ["NEW-2"]
+
+
+async def test_a_redirect_to_another_host_is_not_followed_and_gets_no_token() -> None:
+    from .test_http11 import scripted
+    from .test_redirects import moved
+
+    async with scripted() as other:
+        elsewhere = other.url.replace("127.0.0.1", "localhost")
+        scripts = [[moved(f"{elsewhere}/v2/issues/NEW-{i}/links", 301)] for i in range(1, 4)]
+        async with scripted(*scripts) as service:
+            async with connect(service.url, max_concurrency=1) as client:
+                report = await client.links.bulk_create(
+                    [
+                        ("OLD-1", "A-2", "relates"),
+                        LinkSpec("OLD-2", "A-2", "relates", created_at=EPOCH, created_by="x"),
+                        ("OLD-3", "A-2", "relates"),
+                    ]
+                )
+            assert len(service.requests) == 3
+            assert all(TOKEN.encode() in r for r in service.requests)
+        assert [o.status for o in report.outcomes] == [OutcomeStatus.FAILED] * 3
+        for outcome in report.outcomes:
+            reason = str(outcome.reason)
+            assert "localhost" in reason
+            assert "another host" in reason
+            assert TOKEN not in reason + repr(outcome.error)
+        assert other.accepted == 0
+        assert other.requests == []
+
+
+def test_bulk_link_cli_with_moved_keys_and_history(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tracker_links._cli import main
+
+    fake, _ = moved_fake(token=TOKEN)
+    source = tmp_path / "links.csv"
+    source.write_text(
+        "source,relationship,target,created_at,created_by\n"
+        "TEST-3,depends on,TEST-10,,\n"
+        "TEST-11,relates,TEST-4,2016-01-02T03:04:05.678+0000,petrov\n"
+        "TEST-12,relates,TEST-13,,\n"
+        "TEST-14,relates,TEST-15,2016-01-02,petrov\n",
+        encoding="utf-8",
+    )
+    journal, report = tmp_path / "j.jsonl", tmp_path / "r.jsonl"
+    for name in ("TRACKER_IAM_TOKEN", "TRACKER_CLOUD_ORG_ID", "TRACKER_API_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+    monkeypatch.setenv("TRACKER_ORG_ID", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    argv = ["bulk-link", str(source), "--journal", str(journal), "--report", str(report)]
+    with fake.serve() as url:
+        monkeypatch.setenv("TRACKER_BASE_URL", url)
+        code = main([*argv, "--api-version", "v3"])
+        out = capsys.readouterr().out
+        assert code == 1, out  # the bad date of line 5
+        assert "moved keys" in out
+        assert "TEST-3 -> NEW-1" in out
+        assert "TEST-4 -> NEW-2" in out
+        assert "line 5" in out
+        assert "created_at" in out
+        assert fake.has_link("NEW-1", "TEST-10", "depends on")
+        (imported,) = fake.find_links("TEST-11", "NEW-2", "relates")
+        assert imported.created_by == "petrov"
+        assert imported.created_at == datetime(2016, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+        lines = [json.loads(line) for line in report.read_text().splitlines()]
+        created = {
+            (ln["source"], ln["target"]): ln.get("moved")
+            for ln in lines
+            if ln.get("status") == "created"
+        }
+        assert created == {
+            ("TEST-3", "TEST-10"): {"TEST-3": "NEW-1"},
+            ("TEST-11", "TEST-4"): {"TEST-4": "NEW-2"},
+            ("TEST-12", "TEST-13"): None,
+        }
+        fake.stats.reset()
+        code = main(argv)
+        out = capsys.readouterr().out
+        assert code == 1  # the bad line is still bad
+        assert fake.stats.count("POST") == 0
+        assert TOKEN not in out

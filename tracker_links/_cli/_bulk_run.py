@@ -177,6 +177,7 @@ async def _bulk_send(
                     "target": spec.target,
                     "relationship": spec.relationship,
                     "line": row.line,
+                    **spec.history,  # created_at, created_by, ...: imported with them
                 }
 
     outcomes = client.links.create_many(specs(), journal=journal)
