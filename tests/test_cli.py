@@ -370,6 +370,65 @@ def test_link_get_unlink(served: FakeTracker, run: Run) -> None:
     assert "404" in err
 
 
+def test_unlink_by_relationship_deletes_only_that_link(served: FakeTracker, run: Run) -> None:
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    served.add_link("TEST-1", "TEST-2", "relates")
+    code, out, _ = run("unlink", "TEST-2", "is", "dependent", "by", "TEST-1")  # other spelling
+    assert code == 0, out
+    assert re.search(r"deleted link \d+: TEST-2 is dependent by TEST-1", out)
+    assert not served.has_link("TEST-1", "TEST-2", "depends on")
+    assert served.has_link("TEST-1", "TEST-2", "relates")  # another relationship stays
+    code, out, _ = run("unlink", "TEST-1", "depends on", "TEST-2")
+    assert code == 0
+    assert "nothing to delete: there is no link TEST-1 depends on TEST-2" in out
+    before = served.stats.total
+    code, _, err = run("unlink", "TEST-1", "blocks", "TEST-2")
+    assert code == 2
+    assert "unknown relationship" in err
+    assert served.stats.total == before
+
+
+def test_bulk_unlink_deletes_what_the_file_names(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    for i in range(1, 9):
+        served.add_link(f"TEST-{i}", f"TEST-{i + 10}", "depends on")
+    served.add_link("TEST-1", "TEST-11", "relates")  # not in the file: stays
+    text = "source,relationship,target\n"
+    text += "".join(f"TEST-{i},depends on,TEST-{i + 10}\n" for i in range(1, 5))
+    text += "".join(f"TEST-{i + 10},is dependent by,TEST-{i}\n" for i in range(5, 9))
+    text += "TEST-1,depends on,TEST-11\n"  # a repeat
+    text += "TEST-20,relates,TEST-21\n"  # absent
+    text += "TEST-3,blocks,TEST-4\n"  # bad
+    path = write(tmp_path, "unlink.csv", text)
+    journal, report = str(tmp_path / "journal.jsonl"), tmp_path / "report.jsonl"
+
+    code, out, _ = run("bulk-unlink", path, "--dry-run", "--journal", journal)
+    assert code == 1
+    listing, _, summary = out.partition("\n\n")
+    assert len(listing.splitlines()) == 1 + 9  # the header, 8 links and the absent one
+    assert re.search(r"would delete\s+9", summary)
+    assert len(served.links) == 9
+
+    code, out, _ = run("bulk-unlink", path, "--journal", journal, "--report", str(report))
+    assert code == 1, out  # the bad line
+    assert re.search(r"deleted\s+8", out)
+    assert re.search(r"absent\s+2", out)  # the absent link, and the repeat of a deleted one
+    assert re.search(r"failed\s+1", out)
+    assert "created" not in out
+    assert len(served.links) == 1
+    assert served.has_link("TEST-1", "TEST-11", "relates")  # not asked for: it stays
+    records = {r["line"]: r for r in read_jsonl(report)}
+    assert sorted(records) == list(range(2, 13))
+    assert records[11]["status"] == "absent"
+    assert records[12]["status"] == "failed"
+
+    served.stats.reset()
+    code, out, _ = run("bulk-unlink", path, "--journal", journal)
+    assert served.stats.count("DELETE") == 0  # all done in the journal
+    assert code == 1
+
+
 def test_get_missing_issue_is_exit_1(served: FakeTracker, run: Run) -> None:
     code, _, err = run("get", "TEST-1", "TEST-999")
     assert code == 1
@@ -494,8 +553,9 @@ def test_help_lists_the_exit_statuses_of_its_command(run: Run, command: str, one
 def test_unlink_help_describes_its_arguments(run: Run) -> None:
     code, out, _ = run("unlink", "--help")
     assert code == 0
-    assert re.search(r"KEY +the issue the link is on", out)
-    assert re.search(r"LINK_ID +the link's id", out)
+    assert "KEY: the issue the link is on" in out
+    assert "LINK_ID: the link's id" in " ".join(out.split())
+    assert "SOURCE RELATIONSHIP TARGET" in out
 
 
 def test_get_with_a_bad_token_gives_the_credentials_hint(

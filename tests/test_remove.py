@@ -246,9 +246,10 @@ async def test_bulk_delete_stops_when_its_first_items_are_all_forbidden(fake: Fa
             [("LOCK-1", f"LOCK-{i}", "relates") for i in range(3, 40)]
         )
     counts = report.counts()
-    assert counts["failed"] == 3
-    assert counts["skipped"] == 34
-    assert fake.stats.forbidden == 3
+    assert counts["failed"] == 5
+    assert counts["skipped"] == 32
+    assert fake.stats.forbidden == 5
+    assert "the first 5 items were all refused with 403" in (report.skipped[0].note or "")
 
 
 async def test_one_forbidden_queue_does_not_stop_the_batch(fake: FakeTracker) -> None:

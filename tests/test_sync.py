@@ -5,25 +5,18 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tracker_links import (
     AuthError,
     InvalidInputError,
-    Link,
     LinkSpec,
-    LinkType,
     NotFoundError,
     OutcomeStatus,
     Plan,
     Relationship,
-    ServerError,
-    _sync,
 )
-from tracker_links._models import Direction, IssueRef
-from tracker_links._ops import Ops
 from tracker_links._plan import PlannedDelete
 from tracker_links.testing import FakeTracker
 
@@ -387,65 +380,3 @@ async def test_a_bad_token_in_apply_costs_one_request(fake: FakeTracker, url: st
     assert fake.stats.count(status=401) == 1
     assert len(report.failed) == 1
     assert len(report.skipped) == len(report.outcomes) - 1
-
-
-# --- the delete phase's decisions, without a server ---------------------------------------------
-
-
-def ops_with(links: dict[str, list[Link]] | None) -> Ops:
-    """An :class:`Ops` whose ``get`` answers from ``links`` (``None``: every issue is gone)."""
-
-    async def get(issue: str) -> list[Link]:
-        if links is None or issue not in links:
-            raise NotFoundError(f"issue {issue} does not exist", status_code=404)
-        return links[issue]
-
-    async def unused(*args: object) -> Any:
-        raise AssertionError("not called")
-
-    return Ops(
-        create=unused, get=get, judge=unused, search=unused, concurrency=4, clock=lambda: 0.0
-    )
-
-
-def listed(link_id: int) -> Link:
-    return Link(link_id, LinkType("relates"), Direction.OUTWARD, IssueRef(key="TEST-2"))
-
-
-ONE = Plan(delete=(PlannedDelete(LinkSpec("TEST-1", "TEST-2", "relates"), 7),))
-
-
-@pytest.mark.parametrize(
-    ("raised", "links", "status", "error"),
-    [
-        (None, {"TEST-1": [listed(7)]}, OutcomeStatus.DELETED, None),
-        # The retries were spent and the outcome is unknown: the link is gone, so it landed.
-        (ServerError("boom", status_code=503), {"TEST-1": []}, OutcomeStatus.DELETED, None),
-        # ... or it is still there: a failure, with the error of the DELETE.
-        (ServerError("boom", status_code=503), {"TEST-1": [listed(7)]}, OutcomeStatus.FAILED,
-         ServerError),
-        # A 404: the link was gone already (perhaps deleted by a retry of this very DELETE) ...
-        (NotFoundError("no link", status_code=404), {"TEST-1": [listed(8)]}, OutcomeStatus.ABSENT,
-         None),
-        # ... unless the issue itself is gone.
-        (NotFoundError("no issue", status_code=404), None, OutcomeStatus.FAILED, NotFoundError),
-    ],
-)  # fmt: skip
-async def test_the_delete_phase_looks_before_deciding(
-    raised: Exception | None,
-    links: dict[str, list[Link]] | None,
-    status: OutcomeStatus,
-    error: type[Exception] | None,
-) -> None:
-    sent: list[tuple[str, int | str]] = []
-
-    async def delete(issue: str, link_id: int | str) -> None:
-        sent.append((issue, link_id))
-        if raised is not None:
-            raise raised
-
-    report = await _sync.apply(ops_with(links), delete, ONE)
-    (outcome,) = report.outcomes
-    assert sent == [("TEST-1", 7)]
-    assert outcome.status is status
-    assert (type(outcome.error) if outcome.error is not None else None) is error

@@ -5,7 +5,7 @@ relationship)`` tuple or a mapping, as for ``bulk_create``), or by id (:class:`L
 with ``link_id``: the link listed on ``spec.source`` under that id, deleted only while it still
 joins ``spec.source`` and ``spec.target`` with ``spec.relationship``). Either costs a ``GET`` of
 the source's links, shared by the items of one issue that come close together in the input
-(:class:`_Listings`), and one safe ``DELETE`` (:attr:`Ops.delete`) per link found. Nothing but
+(:class:`Listings`), and one safe ``DELETE`` (:attr:`Ops.delete`) per link found. Nothing but
 the links asked for is ever deleted.
 
 The shape is that of ``_bulk_create``: the input is read lazily by one worker per slot of the
@@ -16,18 +16,19 @@ outcome, and a journal makes a re-run send nothing for what is done.
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import anyio
 import attrs
 from anyio.abc import ObjectSendStream
 
+from ._bulk_create import FORBIDDEN_LIMIT, UNREACHED_LIMIT
+from ._delete_journal import DeleteJournal, identity
 from ._exceptions import AuthError, InvalidInputError, TrackerError, TransportError
+from ._listings import Listing, Listings
 from ._models import Link, LinkSpec, Relationship, validate_key, validate_link_id
 from ._ops import Ops
 from ._reports import BulkReport, Outcome, OutcomeStatus
@@ -37,7 +38,6 @@ from ._transport import Slots
 __all__ = [
     "BadItem",
     "DeleteInput",
-    "DeleteJournal",
     "LinkToDelete",
     "between",
     "bulk_delete",
@@ -50,9 +50,6 @@ logger: Final = logging.getLogger("tracker_links")
 # Listings kept for the items of one issue that come close together (per slot of concurrency).
 _LISTINGS_PER_SLOT: Final = 4
 _MIN_LISTINGS: Final = 256
-# The batch stops when its first items all fail like this (a wrong organization: 403; a
-# service that cannot be reached: no answer at all).
-_FIRST_FAILURES: Final = 3
 
 
 def _link_id(value: int | str | None) -> str | None:
@@ -65,13 +62,16 @@ class LinkToDelete:
 
     By id, ``link_id`` is the link's id as listed on ``spec.source``; it is deleted only if
     that listing still shows it joining ``spec.source`` to ``spec.target`` as
-    ``spec.relationship`` (else the outcome is ``ABSENT``, saying why). ``line`` is copied to
-    :attr:`Outcome.line`. What ``undo`` and a sync plan's deletes feed the engine.
+    ``spec.relationship`` (else the outcome is ``ABSENT``, saying why). With ``since`` (Unix
+    time), the link found by triple is deleted only if :attr:`Ops.judge` says an attempt
+    begun then made it (a create whose outcome a journal never recorded). ``line`` is copied
+    to :attr:`Outcome.line`. What ``undo`` and a sync plan's deletes feed the engine.
     """
 
     spec: LinkSpec
     link_id: str | None = attrs.field(default=None, converter=_link_id)
     line: int | None = None
+    since: float | None = None
 
 
 @attrs.frozen
@@ -108,122 +108,6 @@ def between(links: Iterable[Link], target: str, relationship: Relationship | Non
     ]
 
 
-def _key(item: LinkToDelete) -> bytes:
-    """The item's identity: the link's digest (either spelling), and its id when by id."""
-    if item.link_id is None:
-        return item.spec.digest
-    return item.spec.digest + b"#" + item.link_id.encode()
-
-
-def _key_of(source: str, target: str, relationship: str, by_id: object) -> bytes:
-    key = LinkSpec(source, target, relationship).digest
-    return key if by_id is None else key + b"#" + validate_link_id(by_id).encode()
-
-
-class DeleteJournal:
-    """An append-only JSON Lines file of delete outcomes: what a re-run must not send again.
-
-    Each line is :meth:`Outcome.to_json` plus ``"by_id"`` for an item named by id. ``done``
-    holds the identities of the items recorded ``deleted`` or ``absent``. A torn last line (a
-    crash mid-write) is passed over, and the next line starts on a line of its own.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = path
-        self.done: set[bytes] = set()
-        torn = False
-        try:
-            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-        except FileNotFoundError:
-            pass
-        else:
-            with f:
-                for line in f:
-                    torn = not line.endswith("\n")
-                    try:
-                        data = json.loads(line)
-                        if data.get("status") not in ("deleted", "absent"):
-                            continue
-                        key = _key_of(
-                            data["source"], data["target"], data["relationship"], data.get("by_id")
-                        )
-                    except (ValueError, KeyError, TypeError, AttributeError):
-                        continue
-                    self.done.add(key)
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        if torn:
-            self._file.write("\n")
-
-    def write(self, outcome: Outcome, by_id: str | None) -> None:
-        data = outcome.to_json()
-        if by_id is not None:
-            data["by_id"] = by_id
-        # One write per line, flushed: a crash loses at most the line being written.
-        self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class _Listing:
-    """One issue's links as read once: by id, and by the other issue's key or id."""
-
-    __slots__ = ("by_id", "by_other", "error", "ready")
-
-    def __init__(self) -> None:
-        self.ready = anyio.Event()
-        self.by_id: dict[str, Link] = {}
-        self.by_other: dict[str, list[Link]] = {}
-        self.error: TrackerError | None = None
-
-    def fill(self, links: list[Link]) -> None:
-        for link in links:
-            self.by_id[str(link.id)] = link
-            ref = link.target
-            for name in {ref.key, ref.id.lower() if ref.id else None}:
-                if name:
-                    self.by_other.setdefault(name, []).append(link)
-
-    def matches(self, spec: LinkSpec) -> list[Link]:
-        name = spec.target if "-" in spec.target else spec.target.lower()
-        return [
-            link
-            for link in self.by_other.get(name, ())
-            if spec.matches(link) and str(link.id) in self.by_id
-        ]
-
-
-class _Listings:
-    """The listings of the issues read lately (least recently used ones dropped): one ``GET``
-    per issue for the items of that issue that come close together in the input."""
-
-    def __init__(self, get: Callable[[str], Awaitable[list[Link]]], size: int) -> None:
-        self.get = get
-        self.size = size
-        self.cache: collections.OrderedDict[str, _Listing] = collections.OrderedDict()
-
-    async def of(self, issue: str) -> _Listing:
-        """The listing of ``issue``; raises the error of its ``GET`` if it failed."""
-        listing = self.cache.get(issue)
-        if listing is None:
-            listing = self.cache[issue] = _Listing()
-            if len(self.cache) > self.size:
-                self.cache.popitem(last=False)
-            try:
-                listing.fill(await self.get(issue))
-            except TrackerError as exc:
-                listing.error = exc
-            finally:
-                listing.ready.set()
-        else:
-            self.cache.move_to_end(issue)
-            await listing.ready.wait()
-        if listing.error is not None:
-            raise listing.error
-        return listing
-
-
 # One item that needs requests: its identity, what to delete, index and line.
 _Job = tuple[bytes, LinkToDelete, int, int | None]
 
@@ -241,14 +125,21 @@ class _DeleteRun:
         self.emit_outcome = emit
         self.journal = journal
         self.concurrency = ops.concurrency
-        self.listings = _Listings(ops.get, max(_MIN_LISTINGS, _LISTINGS_PER_SLOT * ops.concurrency))
+        self.listings = Listings(ops.get, max(_MIN_LISTINGS, _LISTINGS_PER_SLOT * ops.concurrency))
         # Finished items: identity -> index of the item that was sent (``~index`` if it
         # failed); those in flight, with the repeats waiting for them.
         self.finished: dict[bytes, int] = {}
         self.waiting: dict[bytes, list[tuple[int, LinkToDelete, int | None]]] = {}
+        self.judge = ops.judge
         self.stopped: TrackerError | None = None
-        self.first_failures: list[TrackerError] = []
-        self.attempted = 0
+        self.why_stopped = ""
+        # As in the create engine: a 401 stops the batch, and so do first items that were all
+        # unreachable, or all refused with 403 (a wrong organization).
+        self.unreached_limit = min(UNREACHED_LIMIT, self.concurrency)
+        self.unreached = 0
+        self.forbidden = 0
+        self.reached = False
+        self.allowed = False
         self.index = -1
         self.exhausted = False
         self.input_error: Exception | None = None
@@ -318,7 +209,7 @@ class _DeleteRun:
             if self.stopped is not None:
                 await self.emit(self._skipped(read, index, line), read.link_id)
                 continue
-            key = _key(read)
+            key = identity(read.spec, read.link_id)
             if await self._repeat(key, read, index, line):
                 continue
             self.waiting[key] = []
@@ -357,6 +248,8 @@ class _DeleteRun:
 
     def _skipped(self, item: LinkToDelete, index: int, line: int | None) -> Outcome:
         note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
+        if self.why_stopped:
+            note += f" ({self.why_stopped})"
         return Outcome(item.spec, OutcomeStatus.SKIPPED, index=index, note=note, line=line)
 
     async def _delete(self, job: _Job) -> None:
@@ -384,23 +277,12 @@ class _DeleteRun:
         try:
             listing = await self.listings.of(spec.source)
             attempts = 1
-            if item.link_id is None:
-                found = listing.matches(spec)
-                if not found:
-                    return self._absent(spec, index, line, "no such link on the service", 1)
-            else:
-                link = listing.by_id.get(item.link_id)
-                if link is None:
-                    why = f"link {item.link_id} is no longer on {spec.source}"
-                    return self._absent(spec, index, line, why, 1)
-                if not spec.matches(link):
-                    why = (
-                        f"link {item.link_id} of {spec.source} is now "
-                        f"{_relation(link)} {link.target.key or link.target.id}, not "
-                        f"{spec.relationship.value} {spec.target}: not deleted"
-                    )
-                    return self._absent(spec, index, line, why, 1)
-                found = [link]
+            found, why = await self._found(item, listing)
+            if not found:
+                self._observe(None)
+                return Outcome(
+                    spec, OutcomeStatus.ABSENT, attempts=1, index=index, line=line, note=why
+                )
             for link in found:
                 done, sent = await self.delete_one(spec.source, link.id)
                 attempts += sent
@@ -408,7 +290,7 @@ class _DeleteRun:
                 if done:
                     deleted.append(link)
         except TrackerError as exc:
-            self._failure(exc)
+            self._observe(exc)
             note = f"{len(deleted)} of its links deleted before the error" if deleted else None
             return Outcome(
                 spec,
@@ -419,10 +301,12 @@ class _DeleteRun:
                 line=line,
                 note=note,
             )
-        self.attempted += 1
+        self._observe(None)
         if not deleted:
             why = "deleted by someone else meanwhile (404)"
-            return self._absent(spec, index, line, why, attempts)
+            return Outcome(
+                spec, OutcomeStatus.ABSENT, attempts=attempts, index=index, line=line, note=why
+            )
         note = f"{len(deleted)} links deleted (duplicates)" if len(deleted) > 1 else None
         return Outcome(
             spec,
@@ -434,28 +318,62 @@ class _DeleteRun:
             note=note,
         )
 
-    def _absent(self, spec: LinkSpec, index: int, line: int | None, why: str, n: int) -> Outcome:
-        self.attempted += 1
-        return Outcome(spec, OutcomeStatus.ABSENT, attempts=n, index=index, line=line, note=why)
+    async def _found(self, item: LinkToDelete, listing: Listing) -> tuple[list[Link], str]:
+        """The links of ``listing`` to delete for ``item``, or why there are none."""
+        spec = item.spec
+        if item.link_id is not None:
+            link = listing.by_id.get(item.link_id)
+            if link is None:
+                return [], f"link {item.link_id} is no longer on {spec.source}"
+            if not spec.matches(link):
+                return [], (
+                    f"link {item.link_id} of {spec.source} is now "
+                    f"{_relation(link)} {link.target.key or link.target.id}, not "
+                    f"{spec.relationship.value} {spec.target}: not deleted"
+                )
+            return [link], ""
+        found = listing.matches(spec)
+        if not found:
+            return [], "no such link on the service"
+        if item.since is None:
+            return found, ""
+        made = []
+        for link in found:
+            by_us, how = await self.judge(link, item.since)
+            if by_us:
+                made.append(link)
+        if not made:
+            return [], f"there before the interrupted create ({how}): not deleted"
+        return made, ""
 
-    def _failure(self, exc: TrackerError) -> None:
-        """Stop the batch after a 401, or when its first items all failed alike (403, or no
-        answer at all: a wrong organization, a service that cannot be reached)."""
+    def _observe(self, exc: TrackerError | None) -> None:
+        """Stop the batch on a 401, or when its first items show that none can succeed."""
         if self.stopped is not None:
             return
-        stop = isinstance(exc, AuthError) and exc.status_code != 403
-        if not stop and self.attempted == 0:
-            batch_level = (isinstance(exc, AuthError) and exc.status_code == 403) or (
-                isinstance(exc, TransportError) and exc.status_code is None
-            )
-            if batch_level:
-                self.first_failures.append(exc)
-                stop = len(self.first_failures) >= _FIRST_FAILURES
-            else:
-                self.attempted += 1
-        if stop:
-            self.stopped = exc
-            logger.error("bulk delete stopped: %s", exc)
+        status = exc.status_code if exc is not None else 200
+        if isinstance(exc, AuthError) and status != 403:
+            self._stop(exc, "")
+            return
+        if isinstance(exc, TransportError) and exc.connect_failed:
+            if not self.reached:
+                self.unreached += 1
+                if self.unreached >= self.unreached_limit:
+                    n = self.unreached
+                    self._stop(exc, f"the service could not be reached for the first {n} items")
+            return
+        self.reached = True
+        if status == 403 and exc is not None:
+            if not self.allowed:
+                self.forbidden += 1
+                if self.forbidden >= FORBIDDEN_LIMIT:
+                    self._stop(exc, f"the first {self.forbidden} items were all refused with 403")
+        elif status is not None:
+            self.allowed = True
+
+    def _stop(self, exc: TrackerError, why: str) -> None:
+        self.stopped = exc
+        self.why_stopped = why
+        logger.error("bulk delete stopped: %s%s", exc, f" ({why})" if why else "")
 
 
 def _relation(link: Link) -> str:

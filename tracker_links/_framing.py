@@ -172,9 +172,10 @@ class ResponseParser:
         self._seen = 0  # bytes after _pos already searched for the end of the head
         self._state = _HEAD
         self._interim = 0
-        self._head: Head | None = None
-        self._length = 0
-        self._chunks: ChunkedDecoder | None = None
+        # Set when the state needs them: _head (after the head), _length, _chunks.
+        self._head: Head
+        self._length: int
+        self._chunks: ChunkedDecoder
 
     def feed(self, data: bytes) -> Answer | None:
         buf = self._buf
@@ -212,7 +213,6 @@ class ResponseParser:
         state = self._state
         if state == _EOF:
             head = self._head
-            assert head is not None
             body = bytes(self._buf[self._pos :])
             return Answer(
                 head.status, head.reason, head.version, head.headers, body, False, head.coded
@@ -270,8 +270,11 @@ class ResponseParser:
             end = start + length
             if len(buf) >= end:  # the common case, inline: the whole body is here
                 reusable = head.keep_alive and len(buf) == end
-                answer = (status, head.reason, head.version, head.headers, buf[start:end])
-                return _new(Answer, (*answer, reusable, head.coded))
+                body = buf[start:end]
+                return _new(
+                    Answer,
+                    (status, head.reason, head.version, head.headers, body, reusable, head.coded),
+                )
             self._length = length
             self._state = _LENGTH
             return None
@@ -287,7 +290,6 @@ class ResponseParser:
 
     def _read_chunked(self) -> Answer | None:
         chunks = self._chunks
-        assert chunks is not None
         self._pos = pos = chunks.feed(self._buf, self._pos)
         if not chunks.done:
             return None
@@ -295,7 +297,6 @@ class ResponseParser:
 
     def _answer(self, body: bytes, end: int) -> Answer:
         head = self._head
-        assert head is not None
         reusable = head.keep_alive and len(self._buf) == end
         answer = (head.status, head.reason, head.version, head.headers, body, reusable, head.coded)
         return _new(Answer, answer)

@@ -12,7 +12,7 @@ from typing import Any, Final, TypeVar
 import anyio
 import attrs
 
-from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync
+from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
 from ._bulk_create import SpecInput
 from ._bulk_delete import DeleteInput
 from ._converter import structure, structure_link, structure_links
@@ -523,6 +523,30 @@ class LinkService:
         """
         return _bulk_delete.delete_many(self._ops, specs, journal=journal)
 
+    async def undo(
+        self,
+        journal_path: str | os.PathLike[str],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Undo a bulk create: delete exactly the links its journal says it **created**.
+
+        ``journal_path`` is the journal of an earlier :meth:`bulk_create` / :meth:`create_many`
+        / ``bulk-link --journal`` run. A link it found already there (``EXISTS``) is never
+        deleted. Where the journal recorded the created link's id (and the issue it was
+        created on), that very link is deleted, after the issue's listing shows the id still
+        joining the same two issues: a link re-created later between the same pair has another
+        id and stays. A journal written before ids were recorded falls back to delete-by-triple.
+        A create left in flight (an open intent) is read back and deleted only if this token
+        made it after the intent. ``journal`` is this undo's own journal (another file), so an
+        interrupted undo re-run with it sends nothing for what was done. Outcomes as for
+        :meth:`bulk_delete`; each one's ``line`` is its line in ``journal_path``.
+
+        >>> report = await client.links.undo("links.jsonl", journal="undo.jsonl")  # doctest: +SKIP
+        """
+        return await _undo.undo(self._ops, journal_path, journal=journal, on_progress=on_progress)
+
     async def bulk_get(
         self,
         keys: Iterable[str] | AsyncIterable[str],
@@ -593,15 +617,14 @@ class LinkService:
     ) -> BulkReport:
         """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
 
-        Deletes are by link id on the issue the plan lists (``DELETED``; ``ABSENT`` when the
-        link is gone already); creates are those of :meth:`bulk_create` (``CREATED``;
+        Deletes are those of :meth:`bulk_delete` by id: each link is deleted while the issue the
+        plan lists still shows it under that id between the same two issues (``DELETED``;
+        ``ABSENT`` when it is gone). Creates are those of :meth:`bulk_create` (``CREATED``;
         ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
         records both phases: an interrupted apply re-run with it sends nothing that was done.
         A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
         """
-        return await _sync.apply(
-            self._ops, self.delete, plan, journal=journal, on_progress=on_progress
-        )
+        return await _sync.apply(self._ops, plan, journal=journal, on_progress=on_progress)
 
 
 @attrs.frozen

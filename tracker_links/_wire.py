@@ -275,20 +275,21 @@ def parse_head(buf: bytes | bytearray, start: int = 0, end: int = -1) -> Head:
     """
     if end < 0:
         end = len(buf)
+    if not isinstance(buf, bytes):
+        buf, end, start = bytes(buf[start:end]), end - start, 0
     eol = buf.find(b"\r\n", start, end)
     if eol < 0:
         eol = end
     try:
         return _parse_head(buf, start, eol, end)
     except _Folded:  # obs-fold: unfold, then interpret the values again (a fold first fails)
-        unfolded = bytes(buf[start : eol + 2]) + _unfold(bytes(buf[eol + 2 : end]), "header")
-        return parse_head(unfolded)
+        return parse_head(buf[start : eol + 2] + _unfold(buf[eol + 2 : end], "header"))
 
 
-def _parse_head(buf: bytes | bytearray, start: int, eol: int, end: int) -> Head:
+def _parse_head(buf: bytes, start: int, eol: int, end: int) -> Head:
     match = _STATUS_LINE.fullmatch(buf, start, eol)
     if match is None:
-        raise error(f"malformed status line: {bytes(buf[start:eol])[:100]!r}")
+        raise error(f"malformed status line: {buf[start:eol][:100]!r}")
     minor, code, reason = match.groups()
     version = b"HTTP/1.0" if minor == b"0" else b"HTTP/1.1"
     headers: list[tuple[bytes, bytes]] = []
@@ -297,9 +298,10 @@ def _parse_head(buf: bytes | bytearray, start: int, eol: int, end: int) -> Head:
     coded = False
     keep_alive = version == b"HTTP/1.1"
     if end > eol + 2:
-        block = bytes(buf[eol + 2 : end - 2])  # without the last CRLF
+        block = buf[eol + 2 : end - 2]  # without the last CRLF
         lines = block.split(b"\r\n")
-        if block.translate(None, _VALUE_BYTES) != _line_ends(len(lines) - 1):
+        n = len(lines) - 1
+        if block.translate(None, _VALUE_BYTES) != (_LINE_ENDS[n] if n < 256 else _line_ends(n)):
             _check_lines(block, "header")
         for line in lines:
             name, sep, value = line.partition(b":")

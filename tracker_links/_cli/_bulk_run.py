@@ -1,4 +1,5 @@
-"""A bulk-link run: input rows into ``create_many``, outcomes into counts, a report, a summary."""
+"""A bulk run: input rows into ``create_many`` (or ``delete_many``), outcomes into counts, a
+report and a summary."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from ._setup import aclose, interruptible, service_counts
 __all__ = ["SHOWN", "BulkResult", "bulk_exit", "bulk_link", "check_writable", "print_bulk"]
 
 SHOWN: Final = 20  # failures listed at the end of a run; the rest are in a file
+CREATE_STATUSES: Final = ("created", "exists", "failed", "skipped")
+DELETE_STATUSES: Final = ("deleted", "absent", "failed", "skipped")
 PARTIAL: Final = {"partial": True, "reason": "interrupted"}
 """The last line of a ``--report`` file when the run was interrupted (Ctrl-C)."""
 
@@ -59,6 +62,7 @@ class BulkResult:
     journal: str | None
     lines: LineCount
     interrupted: bool = False
+    statuses: tuple[str, ...] = CREATE_STATUSES
     moved: dict[str, str] = attrs.field(factory=dict)
     """The moved issues the input named: old key -> the key the links went to."""
 
@@ -160,9 +164,14 @@ class _BulkSink:
 
 
 async def _bulk_send(
-    client: TrackerClient, rows: Iterator[Row], sink: _BulkSink, journal: str | None
+    client: TrackerClient,
+    rows: Iterator[Row],
+    sink: _BulkSink,
+    journal: str | None,
+    *,
+    delete: bool,
 ) -> None:
-    """Feed the valid rows to ``create_many``, the bad ones straight to the sink."""
+    """Feed the valid rows to ``create_many`` (``delete_many``), the bad ones to the sink."""
 
     def specs() -> Iterator[dict[str, Any]]:
         # Mappings with the line, so that the library's outcomes and journal carry it too.
@@ -180,7 +189,8 @@ async def _bulk_send(
                     **spec.history,  # created_at, created_by, ...: imported with them
                 }
 
-    outcomes = client.links.create_many(specs(), journal=journal)
+    start = client.links.delete_many if delete else client.links.create_many
+    outcomes = start(specs(), journal=journal)
     try:
         async for outcome in outcomes:
             sink.outcome(outcome)
@@ -206,8 +216,12 @@ async def bulk_link(
     journal: str | None = None,
     report: str | None = None,
     description: str = "linking",
+    delete: bool = False,
 ) -> BulkResult:
-    """Read ``path`` and create its links; return what happened (no printing but progress)."""
+    """Read ``path`` and create (``delete``: delete) its links; return what happened.
+
+    Nothing is printed but the progress bar.
+    """
     if journal is not None:
         check_writable(journal, "journal")
     report_file: TextIO | None = None
@@ -221,14 +235,14 @@ async def bulk_link(
         with open_input(path) as stream:
             data = read_rows(stream, fmt, "stdin" if path == "-" else path)
             total = count_items(path, data.fmt) if ui.live else None
-            counters = [s.value for s in OutcomeStatus]
+            counters = DELETE_STATUSES if delete else CREATE_STATUSES
             service = service_counts(client)
             with Progress(ui, description, total, counters, service=service) as progress:
                 sink = _BulkSink(progress, report_file)
                 started = time.perf_counter()
                 try:
                     async with interruptible() as interrupt:
-                        await _bulk_send(client, data.rows, sink, journal)
+                        await _bulk_send(client, data.rows, sink, journal, delete=delete)
                 finally:
                     sink.close()
                 elapsed = time.perf_counter() - started
@@ -250,6 +264,7 @@ async def bulk_link(
         journal=journal,
         lines=data.count,
         interrupted=interrupt.interrupted,
+        statuses=counters,
         moved=sink.moved,
     )
 
@@ -267,11 +282,8 @@ def print_bulk(
     if result.bad_lines:
         lines = "bad line" if result.bad_lines == 1 else "bad lines"
         failed += f"  ({n(result.bad_lines)} {lines} in the input)"
-    rows = [
-        ["created", n(c["created"])],
-        ["exists", n(c["exists"])],
-        ["failed", failed],
-        ["skipped", n(c["skipped"])],
+    rows = [[s, failed if s == "failed" else n(c[s])] for s in result.statuses]
+    rows += [
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
     if result.moved:

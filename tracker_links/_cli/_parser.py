@@ -144,6 +144,13 @@ def add_options(
             help="the API version of every request (default: TRACKER_API_VERSION, or v2)",
         )
         group.add_argument(
+            "--ca-bundle",
+            metavar="PATH",
+            default=default(None),
+            help="trust the CAs of PATH (a PEM bundle, or a directory of hashed certificates): "
+            "a corporate proxy or private CA (SSL_CERT_FILE works too)",
+        )
+        group.add_argument(
             "--timeout",
             metavar="S",
             type=positive_float,

@@ -89,6 +89,8 @@ def make_client(
         )
     if args.base_url:
         overrides["base_url"] = args.base_url
+    if args.ca_bundle:
+        overrides["verify"] = args.ca_bundle
     if getattr(args, "api_version", None):
         overrides["api_version"] = args.api_version
     try:
