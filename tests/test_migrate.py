@@ -779,3 +779,28 @@ def test_every_request_builder_takes_the_version() -> None:
     assert all(r.path.startswith("/v3/") for r in requests), [r.path for r in requests]
     assert p.write_request(spec, "v3").path == "/v3/issues/A-1/links/_import"
     assert p.myself().path == "/v2/myself"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_the_final_url_of_a_redirect_tells_the_move(
+    mock: respx.MockRouter, ft: FakeTime, status: int
+) -> None:
+    def moved(path: str) -> httpx.Response:
+        return httpx.Response(status, headers={"Location": f"{BASE}{path}"})
+
+    old_post = mock.post("/v2/issues/OLD-1/links").mock(
+        return_value=moved("/v2/issues/NEW-1/links")
+    )
+    # The answer's self does not name the issue: only the URL that answered does.
+    answer = link_json("NEW-1", "B-2", "relates", "inward")
+    del answer["self"]
+    new_post = mock.post("/v2/issues/NEW-1/links").respond(201, json=answer)
+    mock.get("/v2/issues/OLD-7/links").mock(return_value=moved("/v2/issues/NEW-7/links"))
+    mock.get("/v2/issues/NEW-7/links").respond(200, json=[])
+    async with make_client(ft, mock) as client:
+        (outcome,) = (await client.links.bulk_create([("OLD-1", "B-2", "relates")])).outcomes
+        assert await client.links.get("OLD-7") == []
+        assert dict(client.links.aliases) == {"OLD-1": "NEW-1", "OLD-7": "NEW-7"}
+    assert outcome.moved == {"OLD-1": "NEW-1"}
+    assert (old_post.call_count, new_post.call_count) == (1, 1)
+    assert new_post.calls.last.request.content == old_post.calls.last.request.content

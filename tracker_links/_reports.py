@@ -72,7 +72,7 @@ class Outcome:
     repeat_of: int | None = None
     line: int | None = None
     verified_by: str | None = None
-    moved: dict[str, str] | None = attrs.field(default=None, eq=False, hash=False)
+    moved: dict[str, str] | None = attrs.field(default=None, hash=False)
 
     @property
     def ok(self) -> bool:
