@@ -85,7 +85,11 @@ class Aliases(Mapping[str, str]):
 
     def learn_from(self, spec: LinkSpec, link: Link, final_url: str | None = None) -> None:
         """What a request for ``spec`` touched: the final URL and the link's two ends."""
-        source = key_in_url(final_url) or key_in_url(link.url)
+        source = key_in_url(final_url) if final_url else None
+        if source is None:
+            url = link.url  # the link's self: on the issue that answered (cheap test first)
+            if url is not None and f"/issues/{spec.source}/" not in url:
+                source = key_in_url(url)
         if source is not None:
             self.learn(spec.source, source)
         target = link.target.key
