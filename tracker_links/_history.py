@@ -11,9 +11,17 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
-from ._errors import InvalidInputError
+from ._errors import InvalidInputError, TrackerError
 
-__all__ = ["check_history", "format_stamp", "judge_import", "parse_login", "parse_stamp"]
+__all__ = [
+    "check_history",
+    "clone_refused",
+    "format_stamp",
+    "import_forbidden",
+    "judge_import",
+    "parse_login",
+    "parse_stamp",
+]
 
 _STAMP_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{4}")
 _STAMP_FORM: Final = "an aware datetime or a string 'YYYY-MM-DDThh:mm:ss.sss±hhmm'"
@@ -111,3 +119,32 @@ def judge_import(asked: datetime, found: datetime | None) -> tuple[bool, str]:
     if found is not None and abs(found - asked) >= timedelta(milliseconds=1):
         return False, "created_at"
     return True, "read_back"
+
+
+def _reworded(exc: TrackerError, message: str) -> TrackerError:
+    return type(exc)(
+        message,
+        status_code=exc.status_code,
+        messages=exc.messages,
+        method=exc.method,
+        url=exc.url,
+    )
+
+
+def clone_refused(exc: TrackerError) -> TrackerError:
+    """The service's refusal of a clone link on create, saying to use the import."""
+    return _reworded(
+        exc,
+        f"{exc.message}; the service may accept 'clone'/'original' only through the import "
+        "endpoint: use client.links.import_link(...) (or give the spec created_at/created_by)",
+    )
+
+
+def import_forbidden(exc: TrackerError) -> TrackerError:
+    """A 403 on the import (the same error class): newer docs let only an administrator."""
+    return _reworded(
+        exc,
+        f"{exc.message}; importing links with their history (POST …/links/_import) needs an "
+        "administrator of the organization (newer docs), not only the right to edit the issue: "
+        "use an administrator's token, or create the links without history",
+    )

@@ -17,14 +17,15 @@ from ._bulk_create import SpecInput
 from ._bulk_delete import DeleteInput
 from ._converter import structure, structure_link, structure_links
 from ._exceptions import AuthError, ConflictError, InvalidInputError, NotFoundError, TrackerError
-from ._history import judge_import
+from ._finding import Finder
+from ._history import clone_refused, import_forbidden, judge_import
 from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
-from ._moves import Aliases, is_key, key_in_url
+from ._moves import Aliases
 from ._ops import Created, Ops, Unresolved
 from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
-from ._transport import Response, Transport, UncertainError
+from ._transport import Transport, UncertainError
 
 __all__ = ["LinkService"]
 
@@ -53,6 +54,8 @@ class LinkService:
         self._version = api_version
         # Moved issues seen so far (old key -> new key), shared with the bulk engines.
         self._aliases = Aliases()
+        self._finder = Finder(transport, api_version, self._aliases, self.get)
+        self._find = self._finder.find
         self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
         self._myself: frozenset[str] | None = None
         self._myself_lock = anyio.Lock()
@@ -80,7 +83,7 @@ class LinkService:
         """
         req = _protocol.get_links(issue, self._version)
         resp = await self._transport.send(req)
-        self._moved_by(issue, req, resp)
+        self._finder.learn(issue, req, resp)
         return _decode(resp.content, structure_links, "links")
 
     @property
@@ -93,12 +96,6 @@ class LinkService:
         create's read-back and to the de-duplication of bulk repeats.
         """
         return self._aliases
-
-    def _moved_by(self, key: str, req: _protocol.Request, resp: Response) -> None:
-        """Learn a move from the URL an answer finally came from (after a redirect)."""
-        final = _final_url(resp)
-        if final is not None and not final.endswith(req.path):
-            self._aliases.learn(key, key_in_url(final))
 
     async def create(
         self,
@@ -231,7 +228,7 @@ class LinkService:
                 existing = await (self._find(spec, True) if clone else self._confirm(spec))
                 if existing is None:
                     if clone:
-                        raise _clone_refused(exc) from None
+                        raise clone_refused(exc) from None
                     raise
                 if uncertain:  # an earlier attempt of ours may be the one that landed
                     made, how = await self._judged(spec, existing, since)
@@ -239,14 +236,14 @@ class LinkService:
                 return _Done(existing, attempts, False, None, exc.status_code, exc.messages)
             except InvalidInputError as exc:
                 if spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None:
-                    raise _clone_refused(exc) from None
+                    raise clone_refused(exc) from None
                 raise
             except AuthError as exc:
                 if exc.status_code == 403 and spec.created_at is not None:
-                    raise _import_forbidden(exc) from None
+                    raise import_forbidden(exc) from None
                 raise
             link = _decode(resp.content, structure_link, "link")
-            self._aliases.learn_from(spec, link, _final_url(resp))
+            self._finder.learn_made(spec, link, resp)
             return _Done(link, attempts)
 
     async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
@@ -292,50 +289,6 @@ class LinkService:
                         )
                         self._myself = frozenset()
         return self._myself
-
-    async def _find(self, spec: LinkSpec, resolve: bool = False) -> Link | None:
-        """The link ``spec`` names among its source's links, if there.
-
-        With ``resolve`` (the service says the link exists, yet it is not listed), a target
-        that may have moved is asked its current key first (once per key and client).
-        """
-        links = await self.get(spec.source)
-        aliases = self._aliases
-        for link in links:
-            if aliases.matches(spec, link):
-                aliases.learn_from(spec, link)
-                return link
-        # Not there by its target's key: maybe the target moved and the link is listed under
-        # its new key. Ask its current key once, and only when a link of the same kind exists.
-        target = spec.target
-        if not resolve or target in aliases or target in aliases.checked or not is_key(target):
-            return None
-        if not any(link.relationship is spec.relationship for link in links):
-            return None
-        if await self._current_key(target) == target:
-            return None
-        for link in links:
-            if aliases.matches(spec, link):
-                return link
-        return None
-
-    async def _current_key(self, key: str) -> str:
-        """The current key of issue ``key`` (``GET …/issues/<key>?fields=key``), learnt once.
-
-        ``key`` itself when it has not moved or the service would not say.
-        """
-        aliases = self._aliases
-        aliases.checked.add(key)
-        req = _protocol.issue_key(key, self._version)
-        try:
-            resp = await self._transport.send(req)
-            self._moved_by(key, req, resp)
-            current = _decode(resp.content, _protocol.issue_key_of, "issue")
-        except TrackerError as exc:
-            logger.warning("cannot tell whether issue %s moved (%s)", key, exc)
-            return aliases.resolve(key)
-        aliases.learn(key, current)
-        return aliases.resolve(key)
 
     async def _confirm(self, spec: LinkSpec) -> Link | None:
         """Find a link the service says exists, allowing for its listing to lag."""
@@ -633,36 +586,6 @@ class _Done(Created):
 
     status_code: int | None = None
     messages: tuple[str, ...] = ()
-
-
-def _final_url(resp: Response) -> str | None:
-    """The URL an answer finally came from, after the redirects the transport followed."""
-    return resp.url  # None when no redirect was followed
-
-
-def _clone_refused(exc: TrackerError) -> TrackerError:
-    """The service's refusal of a clone link on create, saying to use the import."""
-    return type(exc)(
-        f"{exc.message}; the service may accept 'clone'/'original' only through the import "
-        "endpoint: use client.links.import_link(...) (or give the spec created_at/created_by)",
-        status_code=exc.status_code,
-        messages=exc.messages,
-        method=exc.method,
-        url=exc.url,
-    )
-
-
-def _import_forbidden(exc: AuthError) -> AuthError:
-    """A 403 on the import: newer docs let only an administrator import links."""
-    return AuthError(
-        f"{exc.message}; importing links with their history (POST …/links/_import) needs an "
-        "administrator of the organization (newer docs), not only the right to edit the issue: "
-        "use an administrator's token, or create the links without history",
-        status_code=exc.status_code,
-        messages=exc.messages,
-        method=exc.method,
-        url=exc.url,
-    )
 
 
 def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:
