@@ -175,6 +175,14 @@ async def _all_calls_on_v3(url: str, seen: Recorder, tmp_path: Any) -> None:
         assert await client.links.get("TEST-2") == []
         plan = await client.links.plan([("TEST-9", "TEST-10", "relates")], queue="TEST")
         assert len(plan.create) == 1
+        # The deletes: one pair, many specs, and the undo of the bulk create above.
+        assert [ln.id for ln in await client.links.remove("TEST-3", "TEST-4")] == [imported.id]
+        await client.links.create("TEST-11", "TEST-12", "relates")
+        deleted = await client.links.bulk_delete([("TEST-11", "TEST-12", "relates")])
+        assert [o.status for o in deleted.outcomes] == [OutcomeStatus.DELETED]
+        undone = await client.links.undo(tmp_path / "v3.jsonl")
+        assert sorted(o.status.value for o in undone.outcomes) == ["deleted", "deleted"]
+        assert await client.links.get("TEST-5") == []
 
 
 # --- moved issues --------------------------------------------------------------------------------
