@@ -804,3 +804,24 @@ async def test_the_final_url_of_a_redirect_tells_the_move(
     assert outcome.moved == {"OLD-1": "NEW-1"}
     assert (old_post.call_count, new_post.call_count) == (1, 1)
     assert new_post.calls.last.request.content == old_post.calls.last.request.content
+
+
+def test_a_dry_run_keeps_the_history_columns(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tracker_links._cli import main
+
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "source,relationship,target,created_by,created_at\n"
+        f"A-1,depends on,B-2,ivanov,{STAMP}\n"
+        "A-1,relates,C-3,,\n",
+        encoding="utf-8",
+    )
+    assert main(["bulk-link", "--dry-run", str(source)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        "source,relationship,target,created_at,created_by",
+        f"A-1,depends on,B-2,{STAMP},ivanov",
+        "A-1,relates,C-3,,",
+    ]

@@ -115,11 +115,15 @@ class LineCount:
 
 @attrs.frozen
 class Input:
-    """The rows of an input file, read lazily, and the count of its lines so far."""
+    """The rows of an input file, read lazily, and the count of its lines so far.
+
+    ``history``: the optional history columns a CSV header names (:data:`HISTORY` order).
+    """
 
     fmt: str
     rows: Iterator[Row]
     count: LineCount
+    history: tuple[str, ...] = ()
 
 
 class _Lines:
@@ -225,7 +229,9 @@ def _blank(row: Sequence[str]) -> bool:
     return not any(cell.strip() for cell in row)
 
 
-def _csv_rows(lines: Iterator[str], name: str, count: LineCount) -> Iterator[Row]:
+def _csv_rows(
+    lines: Iterator[str], name: str, count: LineCount
+) -> tuple[Iterator[Row], tuple[str, ...]]:
     """Check the header now (exit 2 without one); return the data rows, read lazily."""
     reader = _CsvReader(lines, count)
     header: list[str] | None = None
@@ -251,7 +257,7 @@ def _csv_rows(lines: Iterator[str], name: str, count: LineCount) -> Iterator[Row
         )
     columns = (names.index("source"), names.index("relationship"), names.index("target"))
     history = tuple((f, names.index(f)) for f in HISTORY if f in names)
-    return _csv_data(reader, columns, len(names), history)
+    return _csv_data(reader, columns, len(names), history), tuple(f for f, _ in history)
 
 
 def _csv_data(
@@ -345,7 +351,8 @@ def read_rows(stream: TextIO, fmt: str, name: str) -> Input:
     count = LineCount()
     if fmt == "jsonl":
         return Input(fmt, _jsonl_rows(everything, count), count)
-    return Input(fmt, _csv_rows(everything, name, count), count)
+    rows, history = _csv_rows(everything, name, count)
+    return Input(fmt, rows, count, history)
 
 
 @contextlib.contextmanager
