@@ -305,7 +305,7 @@ class Transport:
                         )
                     if status < 400:
                         self.gate.on_accepted(now)
-                        if status >= 300 and status in _redirects.FOLLOWED:
+                        if status >= 300:  # a moved issue (or a 3xx that is refused)
                             moved = moved or []
                             location = resp.headers.get("location")
                             req = _redirects.follow(
