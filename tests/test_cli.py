@@ -948,7 +948,7 @@ def test_demo_quick(run: Run) -> None:
     code, out, _ = run("demo", "--quick", "--pairs", "80")
     assert code == 0, out
     assert "FAILED" not in out
-    assert out.count("[ok]") == 4
+    assert out.count("[ok]") == 6
     assert "the second run sent nothing" in out
     assert "DEMO-1 -> DEMO-2 -> DEMO-3 -> DEMO-1" in out
     assert "```mermaid" in out
