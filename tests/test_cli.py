@@ -94,7 +94,8 @@ def test_python_m_help_and_version() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    for command in ("get", "link", "unlink", "types", "bulk-link", "queue-links", "demo"):
+    commands = ("get", "link", "unlink", "types", "bulk-link", "bulk-unlink", "undo")
+    for command in (*commands, "queue-links", "fake-server", "demo"):
         assert command in proc.stdout
     assert "TRACKER_TOKEN" in proc.stdout
     proc = subprocess.run(
