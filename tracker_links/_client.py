@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 import ssl
+import time
 import urllib.request
 from types import TracebackType
 from typing import Any
@@ -16,7 +17,8 @@ import httpx
 from . import _tls
 from ._exceptions import InvalidInputError
 from ._http11 import FastTransport
-from ._policy import DEFAULT_RETRY, AdaptiveRate, RateGate, RetryPolicy
+from ._policy import DEFAULT_RETRY, AdaptiveRate, ConcurrencyWindow, RateGate, RetryPolicy
+from ._quota import Quota, QuotaGate
 from ._service import LinkService
 from ._tls import Verify
 from ._transport import Clock, Sleep, Transport
@@ -115,6 +117,11 @@ class TrackerClient:
     and owns (the fake Tracker's in-process transport, for instance). ``sleep`` and ``clock``
     replace ``anyio.sleep`` and ``time.monotonic``, for tests that must not wait.
 
+    ``quota``: a :class:`FileQuota` or :class:`RedisQuota` shared with other clients and
+    processes: the pacing, the 429 cool-down and the learned rate are then theirs together
+    (with ``rate_limit=R``, R is the total of all of them). Enter a ``RedisQuota`` with
+    ``async with`` before the client uses it.
+
     ``verify``: how the server's TLS certificate is checked. ``True`` (the default): against
     the system's trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` override its location) and
     certifi's bundle. A path: a PEM CA bundle (a corporate CA) or a directory of them. An
@@ -139,6 +146,7 @@ class TrackerClient:
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         verify: Verify = True,
+        quota: Quota | None = None,
     ) -> None:
         secret = _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
         org = _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
@@ -186,12 +194,19 @@ class TrackerClient:
             per_request: dict[str, str] | None = None
         else:
             per_request = headers
-        gate = RateGate(rate=rate_limit, adaptive=None if rate_limit else AdaptiveRate())
+        gate = RateGate(
+            rate=rate_limit,
+            adaptive=None if rate_limit else AdaptiveRate(concurrency=max_concurrency),
+            window=ConcurrencyWindow(max_concurrency),
+        )
         kwargs: dict[str, Any] = {}
         if sleep is not None:
             kwargs["sleep"] = sleep
         if clock is not None:
             kwargs["clock"] = clock
+        if quota is not None:
+            kwargs["quota"] = QuotaGate(quota, gate, clock if clock is not None else time.monotonic)
+        self.quota = quota
         self._transport = Transport(
             http_client,
             base_url=self.base_url,
