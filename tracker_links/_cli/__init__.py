@@ -51,7 +51,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the whole command line, each command registered by its module."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,

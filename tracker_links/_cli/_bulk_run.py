@@ -14,7 +14,7 @@ from typing import Any, Final, TextIO
 import attrs
 
 from .._client import TrackerClient
-from .._exceptions import AuthError, TrackerError
+from .._exceptions import AuthError, InvalidInputError, TrackerError
 from .._models import LinkSpec
 from .._reports import Outcome, OutcomeStatus
 from ._errors import (
@@ -60,7 +60,7 @@ class BulkResult:
     problems_path: str | None
     report_path: str | None
     journal: str | None
-    lines: LineCount
+    lines: LineCount | None  # None: the input was a journal (undo)
     interrupted: bool = False
     statuses: tuple[str, ...] = CREATE_STATUSES
 
@@ -105,7 +105,7 @@ class _BulkSink:
         line = outcome.line if outcome.line is not None else self.lines[outcome.index]
         record["line"] = line
         first = outcome.repeat_of
-        if first is not None:  # say it with lines: users know the lines of their file
+        if first is not None and first < len(self.lines):  # say it with lines, not items
             same = f"same link as line {self.lines[first]}"
             if "reason" in record:
                 record["reason"] = f"{same}, which failed"
@@ -255,12 +255,73 @@ async def bulk_link(
     )
 
 
+async def undo_run(
+    ui: UI, client: TrackerClient, path: str, *, journal: str | None, report: str | None
+) -> BulkResult:
+    """Undo the bulk-link run whose journal is ``path`` (``client.links.undo``)."""
+    if journal is not None:
+        check_writable(journal, "journal")
+    total = None
+    if ui.live:
+        from .._undo import read_undo
+
+        try:
+            total = read_undo(path).count()
+        except InvalidInputError as exc:
+            raise UsageError(exc.message) from None
+    report_file: TextIO | None = None
+    if report is not None:
+        try:
+            report_file = open(report, "w", encoding="utf-8")  # noqa: SIM115, ASYNC230
+        except OSError as exc:
+            raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+    service = service_counts(client)
+    try:
+        with Progress(ui, "undoing", total, DELETE_STATUSES, service=service) as progress:
+            sink = _BulkSink(progress, report_file)
+            started = time.perf_counter()
+            try:
+                async with interruptible() as interrupt:
+                    await client.links.undo(
+                        path, journal=journal, on_progress=lambda _d, _t, o: sink.outcome(o)
+                    )
+            except InvalidInputError as exc:
+                raise UsageError(exc.message) from None
+            finally:
+                sink.close()
+            elapsed = time.perf_counter() - started
+        if report_file is not None and interrupt.interrupted:
+            report_file.write(json.dumps(PARTIAL) + "\n")
+    finally:
+        if report_file is not None:
+            report_file.close()
+    return BulkResult(
+        counts=sink.counts,
+        items=sink.items,
+        bad_lines=0,
+        problems=sink.problems,
+        shown=sorted(sink.shown),
+        elapsed=elapsed,
+        auth=sink.auth,
+        problems_path=report if report is not None else sink.overflow_path,
+        report_path=report,
+        journal=journal,
+        lines=None,
+        interrupted=interrupt.interrupted,
+        statuses=DELETE_STATUSES,
+    )
+
+
 def print_bulk(
     ui: UI, result: BulkResult, *, title: str = "bulk-link", list_failures: bool = True
 ) -> None:
     """The summary of a run on stdout: counts, the first failures, where the rest are."""
     if result.items == 0 and not result.interrupted:
-        ui.out(f"{title}: nothing to do: the input holds no data lines ({result.lines.text()})")
+        if result.lines is None:
+            ui.out(f"{title}: nothing to do: the journal records no link created")
+        else:
+            lines = result.lines.text()
+            ui.out(f"{title}: nothing to do: the input holds no data lines ({lines})")
         return
     c = result.counts
     rate = result.items / result.elapsed if result.elapsed > 0 else 0.0
@@ -273,7 +334,8 @@ def print_bulk(
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
     ui.table(["", ""], rows, title=title, show_header=False)
-    ui.out(f"input: {result.lines.text()}")
+    if result.lines is not None:
+        ui.out(f"input: {result.lines.text()}")
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
         ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
