@@ -140,7 +140,7 @@ def test_bulk_link_then_undo_leaves_what_was_there(
     assert code == 0, out
     assert fake_tracker.stats.total == 0  # a dry run sends nothing
     assert re.search(r"would delete\s+29\b", out), out
-    assert re.search(r"^line \d+: TEST-2 relates TEST-3: link \d+ on TEST-2$", out, re.M), out
+    assert re.search(r"^TEST-2,relates,TEST-3,\d+,\d+$", out, re.M), out  # CSV, with the id
 
     undo_journal, report = tmp_path / "undo.jsonl", tmp_path / "undo-report.jsonl"
     code, out, _ = cli(

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from . import _protocol
 from ._exceptions import NotFoundError
 from ._models import Link
+from ._protocol import Request
 from ._transport import Transport, UncertainError
 
 __all__ = ["safe_delete"]
@@ -26,16 +26,17 @@ logger: Final = logging.getLogger("tracker_links")
 async def safe_delete(
     transport: Transport,
     get: Callable[[str], Awaitable[list[Link]]],
+    req: Request,
     issue: str,
     link_id: int | str,
     missing_ok: bool = False,
 ) -> tuple[bool, int]:
     """Delete link ``link_id`` of ``issue``: whether this call deleted it, and the DELETEs sent.
 
-    ``get`` lists an issue's links. With ``missing_ok``, a 404 to the first attempt returns
+    ``req`` is the DELETE (:func:`_protocol.delete_link`); ``get`` lists an issue's links. With
+    ``missing_ok``, a 404 to the first attempt returns
     ``(False, 1)`` instead of raising.
     """
-    req = _protocol.delete_link(issue, link_id)
     wanted = str(link_id)
     retry = transport.retry
     uncertain = False
