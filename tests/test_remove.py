@@ -334,3 +334,19 @@ async def test_delete_many_yields_as_it_goes(fake: FakeTracker) -> None:
         statuses = [o.status async for o in outcomes]
     assert statuses == [OutcomeStatus.DELETED] * 40
     assert len(fake.links) == 0
+
+
+async def test_bulk_delete_on_a_missing_issue_fails_with_not_found(fake: FakeTracker) -> None:
+    fake.add_link("TEST-1", "TEST-2", "relates")
+    items = [
+        ("NOPE-1", "TEST-2", "relates"),
+        ("NOPE-1", "TEST-3", "relates"),
+        ("TEST-1", "TEST-2", "relates"),
+    ]
+    async with client_for(fake) as client:
+        report = await client.links.bulk_delete(items)
+    statuses = [o.status for o in report.outcomes]
+    assert statuses == [OutcomeStatus.FAILED, OutcomeStatus.FAILED, OutcomeStatus.DELETED]
+    assert all(isinstance(o.error, NotFoundError) for o in report.failed)
+    # The issue's 404 is read once and shared by the items of that issue.
+    assert fake.stats.count("GET", 404) == 1
