@@ -367,7 +367,7 @@ class Transport:
                         )
                     if status < 400:
                         self.gate.on_accepted(now, inflight, now - sent_at)
-                        if status >= 300 and status in _redirects.FOLLOWED:
+                        if status >= 300:  # a moved issue (or a 3xx that is refused)
                             moved = moved or []
                             location = resp.headers.get("location")
                             req = _redirects.follow(
