@@ -1,8 +1,9 @@
 """Rate-limit shapes in virtual time: the library's client against the fake, on trio's MockClock.
 
-Each shape is a pure admission rule ``admit(now, inflight) -> bool`` applied by a
-:class:`ShapedFake` before the fake answers (a refused request gets 429, with ``Retry-After``
-or without). :func:`simulate` runs ``k`` separate :class:`tracker_links.TrackerClient` s (each
+Each shape is a pure admission rule ``admit(now, inflight) -> bool`` given to the fake as its
+``limit=`` (a refused request gets 429, with ``Retry-After`` or without); each also knows its
+limit over time (``limit_at``), from which :func:`ideal_time` computes the ideal.
+:func:`simulate` runs ``k`` separate :class:`tracker_links.TrackerClient` s (each
 ``n`` creates through ``bulk_create``) against one shaped fake and returns the virtual wall
 time, the ideal time of the shape for the same work, and the 429s drawn. Hours of traffic take
 seconds: trio's ``MockClock(autojump_threshold=0)`` jumps whenever every task sleeps.
@@ -128,19 +129,10 @@ def ideal_time(shape: Shape, total: int) -> float:
     return t
 
 
-class ShapedFake(FakeTracker):
-    """The fake Tracker with one :data:`Shape` applied to every request before it is answered."""
-
-    def __init__(self, shape: Shape, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.shape = shape
-
-    def admit(self) -> tuple[Any, float]:
-        early, delay = super().admit()
-        if early is None and not self.shape.admit(self.clock(), self.inflight):
-            with self._lock:
-                early = self._too_many("Too many requests")
-        return early, delay
+def shaped_fake(shape: Shape, *args: Any, **kwargs: Any) -> FakeTracker:
+    """The fake Tracker with ``shape`` as its limit (``FakeTracker(limit=...)``: any object
+    with ``admit(now, inflight)``; these also know their limit over time, for the ideal)."""
+    return FakeTracker(*args, limit=shape, **kwargs)
 
 
 @attrs.frozen
@@ -202,7 +194,7 @@ def simulate(
     total = n * clients
 
     async def main() -> Result:
-        fake = ShapedFake(
+        fake = shaped_fake(
             shape,
             {"TEST": total + 1},
             latency=latency,

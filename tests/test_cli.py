@@ -94,7 +94,8 @@ def test_python_m_help_and_version() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    for command in ("get", "link", "unlink", "types", "bulk-link", "queue-links", "demo"):
+    commands = ("get", "link", "unlink", "types", "bulk-link", "bulk-unlink", "undo")
+    for command in (*commands, "queue-links", "fake-server", "demo"):
         assert command in proc.stdout
     assert "TRACKER_TOKEN" in proc.stdout
     proc = subprocess.run(
@@ -948,7 +949,7 @@ def test_demo_quick(run: Run) -> None:
     code, out, _ = run("demo", "--quick", "--pairs", "80")
     assert code == 0, out
     assert "FAILED" not in out
-    assert out.count("[ok]") == 4
+    assert out.count("[ok]") == 6
     assert "the second run sent nothing" in out
     assert "DEMO-1 -> DEMO-2 -> DEMO-3 -> DEMO-1" in out
     assert "```mermaid" in out

@@ -230,6 +230,7 @@ async def test_create_returns_the_documented_shape(
 async def test_both_sides_of_a_link(
     fake: FakeTracker, http: httpx.AsyncClient, rel: Relationship
 ) -> None:
+    fake.clone_on_create = True  # plain create refuses clone/original by default
     created = (await create(http, "TEST-4", "TEST-7", rel.value)).json()
     from_source = (await http.get("/v2/issues/TEST-4/links")).json()
     from_target = (await http.get(f"/v2/issues/{fake.issues['TEST-7'].id}/links")).json()

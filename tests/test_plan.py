@@ -193,7 +193,7 @@ def test_a_link_read_from_either_end_is_deleted_through_its_outward_issue() -> N
 
 def test_unknown_link_types_are_never_touched() -> None:
     current = [
-        IssueLinks("P-1", [Link(5, LinkType("clone"), Direction.OUTWARD, IssueRef(key="P-2"))]),
+        IssueLinks("P-1", [Link(5, LinkType("x-custom"), Direction.OUTWARD, IssueRef(key="P-2"))]),
         IssueLinks("P-2", []),
     ]
     assert make_plan([], ["P-1", "P-2"], current, prune=True).empty

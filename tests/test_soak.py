@@ -177,7 +177,10 @@ def test_a_limit_that_changes_mid_run() -> None:
     ideal = HOUR + (n - 0.5 * HOUR * 1.0 - 0.5 * HOUR * 0.25)  # at 1/s after the first hour
     assert elapsed > HOUR
     assert elapsed < 1.3 * ideal
-    assert refused < 0.5 * n
+    # Measured: ~1,030 429s of ~5,000 answers. At ~1 req/s a bucket of 2 inflates what is
+    # measured, and the adaptive rate meets a 429 every ~10 s (a known weakness at such low
+    # rates, not at hundreds a second); bounded, and every item still gets through.
+    assert refused < 0.35 * n
     assert 0.5 < rate < 2.0  # settled near the last limit, not at a bound
 
 
@@ -210,4 +213,5 @@ def test_several_clients_share_one_bucket_for_hours() -> None:
     assert len(finished) == k
     assert max(finished) > HOUR
     assert max(finished) < 3.0 * ideal
-    assert refused < 2.0 * k * each
+    # Measured: ~2,860 429s for 4,500 items (the same low-rate weakness, three times).
+    assert refused < 0.8 * k * each

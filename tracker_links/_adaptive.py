@@ -175,6 +175,8 @@ class AdaptiveRate:
         """A 429 event at ``now`` for a request sent at ``sent_at``; sending had resumed at
         ``resumed_at`` after the previous cool-down; the new cool-down lasts ``cooldown``."""
         rate = self.rate
+        if rate is not None and sent_at < self._since:
+            return  # sent before the current phase began (another process's news): nothing new
         sending = self.current(sent_at)
         recent, _ = self._count_since(now - 1.0)
         self._peak = max(self._peak, recent)

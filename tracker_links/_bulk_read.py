@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import Any, Final
 
 import anyio
+import attrs
 from anyio.abc import ObjectSendStream
 
 from . import _protocol
@@ -119,24 +120,46 @@ async def bulk_get(
     return report
 
 
-async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
+def _keys_of(
+    ops: Ops, content: bytes, on_aliases: Callable[[str, tuple[str, ...]], object] | None
+) -> list[str]:
+    """The keys of a search answer; the former keys of moved issues go to ``ops.aliases``
+    (and to ``on_aliases``)."""
+    issues = _protocol.search_issues_of(content)
+    for key, aliases in issues:
+        if aliases:
+            for old in aliases:
+                ops.aliases.learn(old, key)
+            if on_aliases is not None:
+                on_aliases(key, aliases)
+    return [key for key, _ in issues]
+
+
+async def search_keys(
+    ops: Ops,
+    body: dict[str, Any],
+    send: Emit,
+    on_aliases: Callable[[str, tuple[str, ...]], object] | None = None,
+) -> None:
     """Send the key of every issue a search finds: pages below 10,000 issues, scroll above.
 
     In page mode, once the first page tells how many pages there are, the rest are fetched a
     few at a time (``_PAGES_AHEAD``), so enumerating never leaves the link requests waiting.
+    ``on_aliases(key, aliases)`` is told the former keys of each moved issue found.
     """
     search = ops.search
 
     async def send_keys(content: bytes) -> int:
-        keys = _protocol.search_keys(content)
+        keys = _keys_of(ops, content, on_aliases)
         for key in keys:
             await send(key)
         return len(keys)
 
-    resp = await search(_protocol.search_page(body, 1))
+    version = ops.version
+    resp = await search(_protocol.search_page(body, 1, version))
     total = _protocol.total_header(resp.headers.get("x-total-count"))
     if total is not None and total > _protocol.SCROLL_ABOVE:
-        await _scroll_keys(ops, body, send)
+        await _scroll_keys(ops, body, send, on_aliases)
         return
     pages = _protocol.total_header(resp.headers.get("x-total-pages"))
     got = await send_keys(resp.content)
@@ -145,7 +168,8 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
 
         async def fetch(page: int) -> None:
             try:
-                await send_keys((await search(_protocol.search_page(body, page))).content)
+                req = _protocol.search_page(body, page, version)
+                await send_keys((await search(req)).content)
             finally:
                 window.release()
 
@@ -160,21 +184,27 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
         "next" in _protocol.parse_link_header(resp.headers.get("link")) or got >= _protocol.PER_PAGE
     ):
         page += 1
-        resp = await search(_protocol.search_page(body, page))
+        resp = await search(_protocol.search_page(body, page, version))
         got = await send_keys(resp.content)
 
 
-async def _scroll_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
-    req = _protocol.search_scroll(body)
+async def _scroll_keys(
+    ops: Ops,
+    body: dict[str, Any],
+    send: Emit,
+    on_aliases: Callable[[str, tuple[str, ...]], object] | None,
+) -> None:
+    version = ops.version
+    req = _protocol.search_scroll(body, version=version)
     while True:
         resp = await ops.search(req)
-        keys = _protocol.search_keys(resp.content)
+        keys = _keys_of(ops, resp.content, on_aliases)
         for key in keys:
             await send(key)
         scroll_id = resp.headers.get("x-scroll-id")
         if not scroll_id or not keys:
             return
-        req = _protocol.search_scroll(body, scroll_id, resp.headers.get("x-scroll-token"))
+        req = _protocol.search_scroll(body, scroll_id, resp.headers.get("x-scroll-token"), version)
 
 
 def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:
@@ -183,18 +213,25 @@ def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:
         # next page of the search never leaves the link requests idle.
         keys_in, keys_out = anyio.create_memory_object_stream[str](3 * _protocol.PER_PAGE)
         failed: list[Exception] = []
+        # The former keys of the moved issues found, until their links are sent.
+        former: dict[str, tuple[str, ...]] = {}
+
+        async def emit(item: IssueLinks) -> None:
+            aliases = former.pop(item.key, None) if former else None
+            await send.send(attrs.evolve(item, aliases=aliases) if aliases else item)
+
         async with anyio.create_task_group() as tg:
 
             async def pager() -> None:
                 async with keys_in:
                     try:
-                        await search_keys(ops, body, keys_in.send)
+                        await search_keys(ops, body, keys_in.send, former.__setitem__)
                     except Exception as exc:  # the keys listed so far are fetched, then this
                         failed.append(exc)
 
             tg.start_soon(pager)
             async with keys_out:
-                await _fetch_each(ops, keys_out, send.send)
+                await _fetch_each(ops, keys_out, emit)
         if failed:
             raise failed[0]
 

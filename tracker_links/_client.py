@@ -18,6 +18,7 @@ from . import _tls
 from ._exceptions import InvalidInputError
 from ._http11 import FastTransport
 from ._policy import DEFAULT_RETRY, AdaptiveRate, ConcurrencyWindow, RateGate, RetryPolicy
+from ._protocol import check_version
 from ._quota import Quota, QuotaGate
 from ._service import LinkService
 from ._tls import Verify
@@ -127,6 +128,10 @@ class TrackerClient:
     certifi's bundle. A path: a PEM CA bundle (a corporate CA) or a directory of them. An
     ``ssl.SSLContext`` of yours, used as is. ``False``: no check, for loopback hosts only. A
     certificate that fails the check fails the call at once, without retries.
+
+    ``api_version``: ``"v2"`` (the default) or ``"v3"`` (the service's current version); every
+    endpoint the library calls follows it (``/v3/issues/…/links``, ``/v3/linktypes``, the
+    search).
     """
 
     def __init__(
@@ -145,12 +150,14 @@ class TrackerClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        api_version: str = "v2",
         verify: Verify = True,
         quota: Quota | None = None,
     ) -> None:
         secret = _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
         org = _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
         self.base_url = _check_base_url(base_url)
+        self.api_version = check_version(api_version)
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
             raise InvalidInputError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
         if max_concurrency < 1:
@@ -218,7 +225,7 @@ class TrackerClient:
             timeout=timeout,
             **kwargs,
         )
-        self.links = LinkService(self._transport)
+        self.links = LinkService(self._transport, self.api_version)
         """The links API: :class:`LinkService`."""
 
     @classmethod
@@ -226,7 +233,8 @@ class TrackerClient:
         """A client configured from the environment; keyword arguments override it.
 
         Reads ``TRACKER_TOKEN`` or ``TRACKER_IAM_TOKEN``, ``TRACKER_ORG_ID`` or
-        ``TRACKER_CLOUD_ORG_ID``, and ``TRACKER_BASE_URL``. A credential (or organization) given
+        ``TRACKER_CLOUD_ORG_ID``, ``TRACKER_BASE_URL`` and ``TRACKER_API_VERSION`` (``v2`` or
+        ``v3``). A credential (or organization) given
         as an override replaces both of the environment's.
         """
         env = os.environ
@@ -239,6 +247,8 @@ class TrackerClient:
             kwargs["cloud_org_id"] = env.get("TRACKER_CLOUD_ORG_ID") or None
         if env.get("TRACKER_BASE_URL") and "base_url" not in overrides:
             kwargs["base_url"] = env["TRACKER_BASE_URL"]
+        if env.get("TRACKER_API_VERSION") and "api_version" not in overrides:
+            kwargs["api_version"] = env["TRACKER_API_VERSION"].strip()
         kwargs.update(overrides)
         return cls(**kwargs)
 

@@ -63,6 +63,8 @@ class BulkResult:
     lines: LineCount | None  # None: the input was a journal (undo)
     interrupted: bool = False
     statuses: tuple[str, ...] = CREATE_STATUSES
+    moved: dict[str, str] = attrs.field(factory=dict)
+    """The moved issues the input named: old key -> the key the links went to."""
 
 
 class _BulkSink:
@@ -85,6 +87,7 @@ class _BulkSink:
         self.overflow_path: str | None = None
         self.auth: TrackerError | None = None
         self.lines: array[int] = array("Q")  # line number of the spec passed at each index
+        self.moved: dict[str, str] = {}  # moved issues seen: old key -> new key
 
     def bad_line(self, row: Row) -> None:
         """A data line that is not a link spec: an item that failed, without a request."""
@@ -117,7 +120,16 @@ class _BulkSink:
             shown = f"line {line}: {spec_text(outcome.spec)}: {reason}"
         if isinstance(outcome.error, AuthError) and self.auth is None:
             self.auth = outcome.error
+        if outcome.moved:
+            self._moved(outcome.moved)
         self._add(outcome.status, record, line, shown)
+
+    def _moved(self, moved: dict[str, str]) -> None:
+        """Count each moved key once (the progress bar's ``moved`` counter)."""
+        fresh = [old for old in moved if old not in self.moved]
+        self.moved.update(moved)
+        if fresh:
+            self.progress.advance("moved", len(fresh), done=0)
 
     def _add(
         self, status: OutcomeStatus, record: dict[str, Any], line: int, shown: str | None
@@ -174,6 +186,7 @@ async def _bulk_send(
                     "target": spec.target,
                     "relationship": spec.relationship,
                     "line": row.line,
+                    **spec.history,  # created_at, created_by, ...: imported with them
                 }
 
     start = client.links.delete_many if delete else client.links.create_many
@@ -252,6 +265,7 @@ async def bulk_link(
         lines=data.count,
         interrupted=interrupt.interrupted,
         statuses=counters,
+        moved=sink.moved,
     )
 
 
@@ -333,9 +347,13 @@ def print_bulk(
     rows += [
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
+    if result.moved:
+        rows.append(["moved keys", f"{n(len(result.moved))}  (followed to their new keys)"])
     ui.table(["", ""], rows, title=title, show_header=False)
     if result.lines is not None:
         ui.out(f"input: {result.lines.text()}")
+    if result.moved:
+        _print_moved(ui, result.moved)
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
         ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
@@ -374,6 +392,15 @@ def _print_interrupted(ui: UI, result: BulkResult) -> None:
             "to finish, run the same command again (the links made are found and reported "
             "exists); with --journal PATH a re-run sends nothing for what is done"
         )
+
+
+def _print_moved(ui: UI, moved: dict[str, str]) -> None:
+    """The moved keys of the input, old -> new (the first few; all are in the report)."""
+    shown = sorted(moved.items())[:SHOWN]
+    more = f"first {SHOWN} of {n(len(moved))}, " if len(moved) > SHOWN else ""
+    ui.out(f"moved issues ({more}old key -> new key; the links are on the new keys):")
+    for old, new in shown:
+        ui.out(f"  {old} -> {new}")
 
 
 def bulk_exit(result: BulkResult) -> int:

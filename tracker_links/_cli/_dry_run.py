@@ -57,7 +57,7 @@ def dry_run(ui: UI, args: argparse.Namespace, *, delete: bool = False) -> int:
             data = read_rows(stream, args.format, name)
             writer = csv.writer(sys.stdout, lineterminator="\n") if data.fmt == "csv" else None
             if writer is not None:
-                writer.writerow(FIELDS)
+                writer.writerow([*FIELDS, *data.history])
             for row in data.rows:
                 record: dict[str, Any] = {"line": row.line}
                 if row.spec is None:
@@ -80,7 +80,15 @@ def dry_run(ui: UI, args: argparse.Namespace, *, delete: bool = False) -> int:
                         counts["send"] += 1
                         record["status"] = "send"
                         if writer is not None:
-                            writer.writerow([spec.source, spec.relationship.value, spec.target])
+                            history = spec.history
+                            writer.writerow(
+                                [
+                                    spec.source,
+                                    spec.relationship.value,
+                                    spec.target,
+                                    *(history.get(f, "") for f in data.history),
+                                ]
+                            )
                         else:
                             print(json.dumps(spec.as_dict(), ensure_ascii=False), file=sys.stdout)
                 if report is not None:
