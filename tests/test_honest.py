@@ -137,12 +137,14 @@ def test_service_clock_bounds_the_offset_from_answered_creates() -> None:
     # The service's clock runs 5 s ahead: stamped within each request's round trip.
     clock.learn(sent=10.0, received=10.2, created_at=15.1)
     clock.learn(sent=20.0, received=20.1, created_at=25.05)
-    assert 4.9 < clock.lo <= 4.95 and 5.05 <= clock.hi < 5.1
+    assert 4.9 < clock.lo <= 4.95
+    assert 5.05 <= clock.hi < 5.1
     assert clock.predates(1000.0 + 4.9, since=1000.0) is True  # 50 ms and more before
     assert clock.predates(1000.0 + 4.96, since=1000.0) is False  # within the window: ours
     # A clock step makes the bounds disagree: they start over from the newest create.
     clock.learn(sent=30.0, received=30.1, created_at=30.05)
-    assert -0.06 < clock.lo <= -0.05 and 0.05 <= clock.hi < 0.06
+    assert -0.06 < clock.lo <= -0.05
+    assert 0.05 <= clock.hi < 0.06
 
 
 async def test_a_link_made_by_us_just_before_a_lost_answer_is_exists(
