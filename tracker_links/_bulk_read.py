@@ -127,25 +127,30 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
     """
     search = ops.search
 
-    async def send_keys(content: bytes) -> int:
-        keys = _protocol.search_keys(content)
-        for key in keys:
+    async def send_keys(page: _protocol.SearchPage) -> int:
+        for key in page.keys:
             await send(key)
-        return len(keys)
+        return len(page.keys)
 
-    resp = await search(_protocol.search_page(body, 1))
-    total = _protocol.total_header(resp.headers.get("x-total-count"))
-    if total is not None and total > _protocol.SCROLL_ABOVE:
+    first = await search(_protocol.search_page(body, 1))
+    total, pages = first.total, first.pages
+    many = _protocol.SCROLL_ABOVE
+    if (total is not None and total > many) or (
+        pages is not None and pages * _protocol.PER_PAGE > many
+    ):
         await _scroll_keys(ops, body, send)
         return
-    pages = _protocol.total_header(resp.headers.get("x-total-pages"))
-    got = await send_keys(resp.content)
+    got = await send_keys(first)
     if pages is not None:
         window = Slots(_PAGES_AHEAD)
+        failed: list[Exception] = []
 
         async def fetch(page: int) -> None:
             try:
-                await send_keys((await search(_protocol.search_page(body, page))).content)
+                await send_keys(await search(_protocol.search_page(body, page)))
+            except Exception as exc:  # raised below as it is, not in an exception group
+                failed.append(exc)
+                tg.cancel_scope.cancel()
             finally:
                 window.release()
 
@@ -153,28 +158,26 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
             for page in range(2, pages + 1):
                 await window.acquire()
                 tg.start_soon(fetch, page)
+        if failed:
+            raise failed[0]
         return
     # No page count: follow the pages one by one while they say there is more.
-    page = 1
-    while got and (
-        "next" in _protocol.parse_link_header(resp.headers.get("link")) or got >= _protocol.PER_PAGE
-    ):
+    page, answer = 1, first
+    while got and (answer.has_next or got >= _protocol.PER_PAGE):
         page += 1
-        resp = await search(_protocol.search_page(body, page))
-        got = await send_keys(resp.content)
+        answer = await search(_protocol.search_page(body, page))
+        got = await send_keys(answer)
 
 
 async def _scroll_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
     req = _protocol.search_scroll(body)
     while True:
-        resp = await ops.search(req)
-        keys = _protocol.search_keys(resp.content)
-        for key in keys:
+        answer = await ops.search(req)
+        for key in answer.keys:
             await send(key)
-        scroll_id = resp.headers.get("x-scroll-id")
-        if not scroll_id or not keys:
+        if not answer.scroll_id or not answer.keys:
             return
-        req = _protocol.search_scroll(body, scroll_id, resp.headers.get("x-scroll-token"))
+        req = _protocol.search_scroll(body, answer.scroll_id, answer.scroll_token)
 
 
 def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:

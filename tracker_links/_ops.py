@@ -13,8 +13,7 @@ import attrs
 
 from ._exceptions import TrackerError
 from ._models import Link, LinkSpec
-from ._protocol import Request
-from ._transport import Response
+from ._protocol import Request, SearchPage
 
 __all__ = ["Created", "Ops", "Unresolved"]
 
@@ -62,15 +61,15 @@ class Ops:
     library's errors, or :class:`Unresolved` when the outcome stays unknown. ``get`` lists one
     issue's links. ``judge(link, since)`` decides whether ``link``, found after an attempt
     begun at Unix time ``since`` whose answer was lost, was made by that attempt: ``(made,
-    verified_by)``. ``search`` sends one search page request and returns the raw answer (its
-    headers drive paging). ``concurrency`` is how many requests the client lets run at once:
-    the engines start that many workers. ``clock`` is the client's clock (monotonic seconds),
-    for the reports' ``elapsed``.
+    verified_by)``. ``search`` sends one search page request and returns its keys and paging
+    headers (:class:`SearchPage`; a malformed answer raises a ``TrackerError``).
+    ``concurrency`` is how many requests the client lets run at once: the engines start that
+    many workers. ``clock`` is the client's clock (monotonic seconds), for ``elapsed``.
     """
 
     create: Callable[[LinkSpec], Awaitable[Created]]
     get: Callable[[str], Awaitable[list[Link]]]
     judge: Callable[[Link, float], Awaitable[tuple[bool, str]]]
-    search: Callable[[Request], Awaitable[Response]]
+    search: Callable[[Request], Awaitable[SearchPage]]
     concurrency: int
     clock: Callable[[], float]

@@ -39,8 +39,9 @@ __all__ = [
     "parse_retry_after",
     "search_body",
     "search_issues",
-    "search_keys",
+    "SearchPage",
     "search_page",
+    "search_page_of",
     "search_scroll",
     "total_header",
 ]
@@ -191,9 +192,37 @@ def total_header(value: str | None) -> int | None:
         return None
 
 
-def search_keys(content: bytes) -> list[str]:
-    """The issue keys of one search page or scroll answer."""
-    return [str(issue["key"]) for issue in decode_json(content)]
+@attrs.frozen
+class SearchPage:
+    """One answer of ``_search``: the issue keys, and what its headers say about the rest."""
+
+    keys: list[str]
+    total: int | None = None  # X-Total-Count
+    pages: int | None = None  # X-Total-Pages
+    has_next: bool = False  # a Link: rel="next"
+    scroll_id: str | None = None
+    scroll_token: str | None = None
+
+
+def search_page_of(data: Any, headers: Mapping[str, str]) -> SearchPage:
+    """Read one search page (decoded JSON and headers); ``ValueError`` if it is malformed."""
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON array of issues, got {type(data).__name__}")
+    keys: list[str] = []
+    for issue in data:
+        key = issue.get("key") if isinstance(issue, dict) else None
+        if not isinstance(key, str):
+            raise ValueError(f"an issue without a string key: {str(issue)[:100]}")
+        keys.append(key)
+    pages = total_header(headers.get("x-total-pages"))
+    return SearchPage(
+        keys,
+        total=total_header(headers.get("x-total-count")),
+        pages=pages if pages is not None and pages >= 0 else None,
+        has_next="next" in parse_link_header(headers.get("link")),
+        scroll_id=headers.get("x-scroll-id") or None,
+        scroll_token=headers.get("x-scroll-token") or None,
+    )
 
 
 def decode_json(content: bytes) -> Any:

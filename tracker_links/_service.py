@@ -13,13 +13,13 @@ import attrs
 
 from . import _bulk_create, _bulk_read, _protocol
 from ._bulk_create import SpecInput
-from ._converter import structure, structure_link, structure_links
-from ._exceptions import ConflictError, TrackerError
+from ._converter import structure_link, structure_link_types, structure_links
+from ._exceptions import ConflictError, NotFoundError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
 from ._ops import Created, Ops, Unresolved
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
-from ._transport import Transport, UncertainError
+from ._transport import Response, Transport, UncertainError, final_error
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -56,7 +56,7 @@ class LinkService:
             create=self._create,
             get=self.get,
             judge=self._judge,
-            search=transport.send,
+            search=self._search,
             concurrency=transport.limiter.total,
             clock=transport.clock,
         )
@@ -70,8 +70,9 @@ class LinkService:
         >>> [(l.relationship, l.target.key) for l in links]    # doctest: +SKIP
         [(<Relationship.DEPENDS_ON: 'depends on'>, 'PROJ-7')]
         """
-        resp = await self._transport.send(_protocol.get_links(issue))
-        return _decode(resp.content, structure_links, "links")
+        req = _protocol.get_links(issue)
+        resp = await self._transport.send(req)
+        return self._decode(req, resp, structure_links, "links")
 
     async def create(
         self,
@@ -158,7 +159,7 @@ class LinkService:
                     made, how = await self._judge(existing, since)
                     return _Done(existing, attempts, made, how)
                 return _Done(existing, attempts, False, None, exc.status_code, exc.messages)
-            return _Done(_decode(resp.content, structure_link, "link"), attempts)
+            return _Done(self._decode(req, resp, structure_link, "link"), attempts)
 
     async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
         """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
@@ -189,8 +190,9 @@ class LinkService:
             async with self._myself_lock:
                 if self._myself is None:
                     try:
-                        resp = await self._transport.send(_protocol.myself())
-                        self._myself = _decode(resp.content, _protocol.user_ids, "user")
+                        req = _protocol.myself()
+                        resp = await self._transport.send(req)
+                        self._myself = self._decode(req, resp, _protocol.user_ids, "user")
                     except TrackerError as exc:
                         logger.warning(
                             "cannot tell the token's user (%s): createdBy unchecked", exc
@@ -215,13 +217,78 @@ class LinkService:
         return found
 
     async def delete(self, issue: str, link_id: int | str) -> None:
-        """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues."""
-        await self._transport.send(_protocol.delete_link(issue, link_id))
+        """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues.
+
+        Safe to retry: when an attempt's outcome is unknown (5xx, timeout, dropped connection)
+        and the retry is answered 404 while ``issue`` exists, the first attempt removed the
+        link: that is success. A 404 because ``issue`` does not exist raises
+        :class:`NotFoundError`, and so does a link that was never there.
+        """
+        await self._delete(_protocol.delete_link(issue, link_id), issue)
+
+    async def _delete(self, req: _protocol.Request, issue: str) -> int:
+        """The safe delete; returns how many DELETEs were sent."""
+        transport = self._transport
+        retry = transport.retry
+        started = transport.clock()
+        uncertain = False
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await transport.send(req, retry_uncertain=False)
+                return attempts
+            except UncertainError as exc:
+                uncertain = True
+                delay = retry.next_delay(
+                    attempts, transport.clock() - started, None, transport.rand
+                )
+                if delay is None:
+                    raise final_error(exc.cause, attempts) from None
+                logger.warning("%s %s: outcome unknown (%s); retrying", req.method, req.path, exc)
+                await transport.sleep(delay)
+            except NotFoundError:
+                if uncertain and await self._issue_exists(issue):
+                    return attempts  # an earlier attempt, whose answer was lost, removed it
+                raise
+
+    async def _issue_exists(self, issue: str) -> bool:
+        try:
+            await self._transport.send(_protocol.get_links(issue))
+        except NotFoundError:
+            return False
+        return True
 
     async def types(self) -> list[LinkType]:
         """The organization's link types (``GET /v2/linktypes``)."""
-        resp = await self._transport.send(_protocol.link_types())
-        return _decode(resp.content, lambda data: structure(data, list[LinkType]), "link types")
+        req = _protocol.link_types()
+        resp = await self._transport.send(req)
+        return self._decode(req, resp, structure_link_types, "link types")
+
+    async def _search(self, req: _protocol.Request) -> _protocol.SearchPage:
+        """One search page (or scroll step): its keys and paging headers, checked."""
+        resp = await self._transport.send(req)
+        return self._decode(
+            req,
+            resp,
+            lambda data: _protocol.search_page_of(data, resp.headers),
+            "search page",
+        )
+
+    def _decode(
+        self, req: _protocol.Request, resp: Response, fn: Callable[[Any], T], what: str
+    ) -> T:
+        """``fn`` of the answer's JSON; anything malformed is a :class:`TrackerError` naming the
+        request, never a ``KeyError``/``TypeError``/``ValueError`` escaping."""
+        try:
+            return fn(_protocol.decode_json(resp.content))
+        except Exception as exc:  # a malformed answer is a protocol error, not a crash
+            raise TrackerError(
+                f"malformed answer: could not read the {what}: {type(exc).__name__}: {exc}"[:500],
+                status_code=resp.status,
+                method=req.method,
+                url=self._transport.base_url + req.path,
+            ) from exc
 
     # --- bulk ------------------------------------------------------------------------------
 
@@ -340,10 +407,3 @@ class _Done(Created):
 
     status_code: int | None = None
     messages: tuple[str, ...] = ()
-
-
-def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:
-    try:
-        return fn(_protocol.decode_json(content))
-    except Exception as exc:  # a malformed answer is a protocol error, not a crash
-        raise TrackerError(f"could not read the {what} in the service's answer: {exc}") from exc

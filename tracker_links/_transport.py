@@ -189,7 +189,7 @@ class Transport:
     async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
         """Send ``req`` and return a 2xx answer, or raise the library's exception.
 
-        With ``retry_uncertain=False`` (creates), an answer whose effect is unknown (5xx, a
+        With ``retry_uncertain=False`` (creates, deletes), an answer whose effect is unknown (5xx, a
         dropped connection, a read timeout) is raised at once as :class:`UncertainError`
         instead of being re-sent; 429s and failures to connect are still retried, as they
         prove nothing was written.
@@ -278,11 +278,11 @@ class Transport:
                     if status not in _protocol.RETRYABLE_STATUSES:
                         raise error
                     proven_unsent = status == 429
-            if not proven_unsent and not retry_uncertain and not req.idempotent:
+            if not proven_unsent and not retry_uncertain:
                 raise UncertainError(error)
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
             if delay is None:
-                raise _final(error, attempt)
+                raise final_error(error, attempt)
             logger.warning(
                 "%s %s failed (%s), retry %d/%d in %.2fs",
                 req.method,
@@ -299,7 +299,7 @@ class Transport:
         await self.http.aclose()
 
 
-def _final(error: TrackerError, attempts: int) -> TrackerError:
+def final_error(error: TrackerError, attempts: int) -> TrackerError:
     """The error to raise once retries are spent, saying how many tries were made."""
     if isinstance(error, (RateLimitError, ServerError, TransportError)) and attempts > 1:
         error.message = f"{error.message} (after {attempts} attempts)"
