@@ -127,11 +127,13 @@ from tracker_links import (
     ConflictError,
     Direction,
     InvalidInputError,
+    IssueLinks,
     IssueRef,
     Link,
     LinkService,
     LinkSpec,
     LinkType,
+    Outcome,
     RateLimitError,
     Relationship,
     RetryPolicy,
@@ -173,11 +175,26 @@ async def main() -> None:
             assert_type(exc.retry_after, float | None)
         except (AuthError, InvalidInputError, TrackerError):
             pass
+        async with client.links.create_many([("PROJ-1", "PROJ-2", "relates")]) as outcomes:
+            async for outcome in outcomes:
+                assert_type(outcome, Outcome)
+                assert_type(outcome.repeat_of, int | None)
+                assert_type(outcome.line, int | None)
+                assert_type(outcome.verified_by, str | None)
+        async for outcome in client.links.create_many([(LinkSpec("A-1", "A-2", "relates"), 3)]):
+            assert_type(outcome.index, int)
+        async with client.links.get_many(["PROJ-1"]) as items:
+            async for item in items:
+                assert_type(item, IssueLinks)
+        async with client.links.queue_links("PROJ") as items:
+            async for item in items:
+                assert_type(item.links, list[Link])
         # Mistakes a type checker must catch:
         await client.links.get(123)  # type: ignore[arg-type]
         await client.links.create("PROJ-1", "PROJ-2")  # type: ignore[call-arg]
         await client.links.create("A-1", "A-2", "relates", True)  # type: ignore[call-arg]
     spec = LinkSpec("PROJ-1", "PROJ-2", "relates")
+    assert_type(spec.digest, bytes)
     assert_type(spec.relationship, Relationship)
     assert_type(Relationship.RELATES.inverse, Relationship)
     assert_type(Relationship.parse("relates"), Relationship)

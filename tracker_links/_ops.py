@@ -8,6 +8,7 @@ parts: they can be driven (and tested) by anything that fills it in.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import attrs
 
@@ -18,20 +19,21 @@ from ._protocol import Request, SearchPage
 __all__ = ["Created", "Ops", "Unresolved"]
 
 
-@attrs.frozen
-class Created:
+class Created(NamedTuple):
     """What a safe create did: the link, the POSTs sent, and whether this call made it.
 
     ``made`` is False when the link was there before (a refused duplicate, or a link found after
     an unknown outcome that predates the attempt or was made by another user). ``verified_by``
     says what the decision rests on when no answer to the POST was seen (``None`` when the
-    service answered 201 or refused a duplicate).
+    service answered 201 or refused a duplicate). ``refusal`` is the service's refusal of a
+    duplicate, if that is how the link was found. (A tuple: one is made per create.)
     """
 
     link: Link
     attempts: int
     made: bool = True
     verified_by: str | None = None
+    refusal: TrackerError | None = None
 
 
 class Unresolved(TrackerError):

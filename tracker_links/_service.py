@@ -9,7 +9,6 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
-import attrs
 
 from . import _bulk_create, _bulk_read, _protocol
 from ._bulk_create import SpecInput
@@ -100,14 +99,14 @@ class LinkService:
             raise ConflictError(
                 f"the link already exists: {issue} {spec.relationship.value} {target}",
                 link=done.link,
-                status_code=done.status_code,
-                messages=done.messages,
+                status_code=done.refusal.status_code if done.refusal else None,
+                messages=done.refusal.messages if done.refusal else (),
                 method="POST",
                 url=self._transport.base_url + _protocol.create_request(spec).path,
             )
         return done.link
 
-    async def _create(self, spec: LinkSpec) -> _Done:
+    async def _create(self, spec: LinkSpec) -> Created:
         """The safe create: what it did, with the POSTs sent (for bulk reports).
 
         A duplicate refused by the service, or a link found after an unknown outcome that
@@ -147,7 +146,7 @@ class LinkService:
                     raise Unresolved(exc.cause if delay is None else find_error, attempts) from None
                 if existing is not None:
                     made, how = await self._judge(existing, since)
-                    return _Done(existing, attempts, made, how)
+                    return Created(existing, attempts, made, how)
                 if delay is None:
                     raise exc.cause from None
                 continue
@@ -157,9 +156,9 @@ class LinkService:
                     raise
                 if uncertain:  # an earlier attempt of ours may be the one that landed
                     made, how = await self._judge(existing, since)
-                    return _Done(existing, attempts, made, how)
-                return _Done(existing, attempts, False, None, exc.status_code, exc.messages)
-            return _Done(self._decode(req, resp, structure_link, "link"), attempts)
+                    return Created(existing, attempts, made, how)
+                return Created(existing, attempts, False, None, exc)
+            return Created(self._decode(req, resp, structure_link, "link"), attempts)
 
     async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
         """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
@@ -317,10 +316,12 @@ class LinkService:
         """Create many links, yielding each :class:`Outcome` as it completes.
 
         ``specs`` is any iterable or async iterable of :class:`LinkSpec`,
-        ``(source, target, relationship)`` tuples or mappings with those keys (and optionally
-        ``"line"``, copied to :attr:`Outcome.line`), read lazily: memory stays bounded however
-        long it is. The same link given twice (in either spelling) is created once; the repeat's
-        outcome has ``repeat_of`` set. Use it as a context manager, so that leaving the loop
+        ``(source, target, relationship)`` tuples or mappings with those keys, read lazily:
+        memory stays bounded however long it is. To number items by the line they came from,
+        give ``(spec, line)`` pairs (a :class:`LinkSpec` and an int) or a mapping with a
+        ``"line"`` key: the line is copied to :attr:`Outcome.line` and the journal. The same
+        link given twice (in either spelling) is created once; the repeat's outcome has
+        ``repeat_of`` set. Use it as a context manager, so that leaving the loop
         early (``break``, an exception) stops the work at once::
 
             async with client.links.create_many(specs) as outcomes:
@@ -399,11 +400,3 @@ class LinkService:
             relationships=relationships,
             prune=prune,
         )
-
-
-@attrs.frozen
-class _Done(Created):
-    """A :class:`Created` with the refusal's status and messages (for ``create``'s error)."""
-
-    status_code: int | None = None
-    messages: tuple[str, ...] = ()
