@@ -412,4 +412,6 @@ async def test_report_writes_json_lines(tmp_path: Path) -> None:
     assert rows[0]["link_id"]
     assert rows[1]["status"] == "failed"
     assert "invalid target issue key" in rows[1]["reason"]
-    assert report.counts() == {"created": 1, "exists": 0, "failed": 1, "skipped": 0}
+    assert report.counts() == {
+        "created": 1, "exists": 0, "failed": 1, "skipped": 0, "deleted": 0, "absent": 0
+    }  # fmt: skip

@@ -219,6 +219,113 @@ def test_ctrl_c_during_bulk_link_prints_the_summary_and_a_partial_report(
     assert "partial" not in report.read_text(encoding="utf-8")
 
 
+def start_fake_server(*flags: str) -> tuple[subprocess.Popen[str], str, str]:
+    """``tracker-links fake-server --port 0 FLAGS`` in a subprocess: it, its URL, its first line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracker_links", "fake-server", "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:\d+", first)
+    if not found:
+        proc.kill()
+        raise AssertionError(first + proc.communicate()[1])
+    return proc, found.group(0), first
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+def fake_stats(url: str) -> dict[str, Any]:
+    import httpx
+
+    data: dict[str, Any] = httpx.get(f"{url}/_fake/stats", timeout=10).json()
+    return data
+
+
+def test_fake_server_flags_token_and_duplicates(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    proc, url, first = start_fake_server(
+        *("--queues", "TEST=5", "--token", TOKEN, "--duplicate-status", "none", "-q"),
+        *("--max-inflight", "8", "--list-lag", "0", "--retry-after", "none", "--seed", "2"),
+    )
+    try:
+        assert "it accepts only the tokens given" in first
+        monkeypatch.setenv("TRACKER_BASE_URL", url)
+        monkeypatch.setenv("TRACKER_ORG_ID", "1")
+        monkeypatch.setenv("TRACKER_TOKEN", WRONG)
+        code, _, err = run("types")  # a 401 from the command line, at last
+        assert code == 2
+        assert "authentication failed" in err
+        assert fake_stats(url)["requests"] == {"GET 401": 1}
+        monkeypatch.setenv("TRACKER_TOKEN", TOKEN)
+        code, out, _ = run("link", "TEST-1", "relates", "TEST-2")
+        assert code == 0, out
+        code, out, _ = run("link", "TEST-1", "relates", "TEST-2")
+        assert code == 0, out
+        stats = fake_stats(url)  # read while it runs
+        assert stats["duplicates_created"] == 1  # --duplicate-status none stores it
+        assert stats["links"] == 2
+    finally:
+        out, _ = stop(proc)
+    assert out == ""  # -q: the URL line only, nothing at the end
+
+
+def test_fake_server_verbose_prints_the_statistics_when_stopped(run: Run) -> None:
+    proc, url, _ = start_fake_server("--queues", "TEST=3", "-v", "--latency", "0.001")
+    assert proc.stdout is not None
+    hints = [proc.stdout.readline() for _ in range(5)]
+    assert f"its statistics meanwhile: curl {url}/_fake/stats\n" in hints
+    fake_stats(url)
+    out, _ = stop(proc)
+    assert "stopped; the fake answered" in out
+    stats = json.loads(out[out.index("{") :])
+    assert stats["issues"] == 3
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--duplicate-status", "418"],
+        ["--redirect-status", "200"],
+        ["--limit", "bucket:oops"],
+        ["--latency", "0.1", "--latency-ms", "100"],
+        ["--started-at", "yesterday"],
+        ["--users", "no-login"],
+    ],
+)
+def test_fake_server_bad_flags_are_exit_2(run: Run, flags: list[str]) -> None:
+    code, _, err = run("fake-server", "--port", "0", *flags)
+    assert code == 2
+    assert err
+
+
+def test_fake_server_has_a_flag_for_every_knob_of_the_fake() -> None:
+    import inspect
+
+    from tracker_links._cli import build_parser
+    from tracker_links._cli.commands.fake_server import settings
+
+    knobs = set(inspect.signature(FakeTracker).parameters) - {"clock", "sleep"}
+    args = build_parser().parse_args(["fake-server"])
+    given = settings(args)
+    assert set(given) == knobs
+    FakeTracker(**given)  # the defaults of the flags are valid settings
+    args = build_parser().parse_args(
+        ["fake-server", "--limit", "bucket:100,10", "--limit", "inflight:4", "--users", "a=b"]
+    )
+    given = settings(args)
+    assert len(given["limit"]) == 2
+    assert given["users"] == {"a": "b"}
+    FakeTracker(**given)
+
+
 # --- single calls -----------------------------------------------------------------------------
 
 
@@ -261,6 +368,65 @@ def test_link_get_unlink(served: FakeTracker, run: Run) -> None:
     code, _, err = run("unlink", "TEST-2", str(row["link_id"]))
     assert code == 1
     assert "404" in err
+
+
+def test_unlink_by_relationship_deletes_only_that_link(served: FakeTracker, run: Run) -> None:
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    served.add_link("TEST-1", "TEST-2", "relates")
+    code, out, _ = run("unlink", "TEST-2", "is", "dependent", "by", "TEST-1")  # other spelling
+    assert code == 0, out
+    assert re.search(r"deleted link \d+: TEST-2 is dependent by TEST-1", out)
+    assert not served.has_link("TEST-1", "TEST-2", "depends on")
+    assert served.has_link("TEST-1", "TEST-2", "relates")  # another relationship stays
+    code, out, _ = run("unlink", "TEST-1", "depends on", "TEST-2")
+    assert code == 0
+    assert "nothing to delete: there is no link TEST-1 depends on TEST-2" in out
+    before = served.stats.total
+    code, _, err = run("unlink", "TEST-1", "blocks", "TEST-2")
+    assert code == 2
+    assert "unknown relationship" in err
+    assert served.stats.total == before
+
+
+def test_bulk_unlink_deletes_what_the_file_names(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    for i in range(1, 9):
+        served.add_link(f"TEST-{i}", f"TEST-{i + 10}", "depends on")
+    served.add_link("TEST-1", "TEST-11", "relates")  # not in the file: stays
+    text = "source,relationship,target\n"
+    text += "".join(f"TEST-{i},depends on,TEST-{i + 10}\n" for i in range(1, 5))
+    text += "".join(f"TEST-{i + 10},is dependent by,TEST-{i}\n" for i in range(5, 9))
+    text += "TEST-1,depends on,TEST-11\n"  # a repeat
+    text += "TEST-20,relates,TEST-21\n"  # absent
+    text += "TEST-3,blocks,TEST-4\n"  # bad
+    path = write(tmp_path, "unlink.csv", text)
+    journal, report = str(tmp_path / "journal.jsonl"), tmp_path / "report.jsonl"
+
+    code, out, _ = run("bulk-unlink", path, "--dry-run", "--journal", journal)
+    assert code == 1
+    listing, _, summary = out.partition("\n\n")
+    assert len(listing.splitlines()) == 1 + 9  # the header, 8 links and the absent one
+    assert re.search(r"would delete\s+9", summary)
+    assert len(served.links) == 9
+
+    code, out, _ = run("bulk-unlink", path, "--journal", journal, "--report", str(report))
+    assert code == 1, out  # the bad line
+    assert re.search(r"deleted\s+8", out)
+    assert re.search(r"absent\s+2", out)  # the absent link, and the repeat of a deleted one
+    assert re.search(r"failed\s+1", out)
+    assert "created" not in out
+    assert len(served.links) == 1
+    assert served.has_link("TEST-1", "TEST-11", "relates")  # not asked for: it stays
+    records = {r["line"]: r for r in read_jsonl(report)}
+    assert sorted(records) == list(range(2, 13))
+    assert records[11]["status"] == "absent"
+    assert records[12]["status"] == "failed"
+
+    served.stats.reset()
+    code, out, _ = run("bulk-unlink", path, "--journal", journal)
+    assert served.stats.count("DELETE") == 0  # all done in the journal
+    assert code == 1
 
 
 def test_get_missing_issue_is_exit_1(served: FakeTracker, run: Run) -> None:
@@ -356,6 +522,52 @@ def test_bad_token_is_exit_2_with_one_request(
     assert code == 2
 
 
+def test_verbose_counts_add_up_across_the_command(served: FakeTracker, run: Run) -> None:
+    code, _, err = run("get", "TEST-1", "-v")
+    assert code == 0
+    assert "DEBUG" not in err
+    code, _, err = run("-v", "get", "TEST-1", "-v")  # -v before and after: -vv, every request
+    assert code == 0
+    assert re.search(r"DEBUG tracker_links: GET /v2/issues/TEST-1/links -> 200", err), err
+
+
+@pytest.mark.parametrize(
+    ("command", "one"),
+    [
+        ("get", "an issue could not be read"),
+        ("link", "the request failed"),
+        ("types", "the request failed"),
+        ("unlink", "the request failed"),
+        ("bulk-link", "some items failed"),
+    ],
+)
+def test_help_lists_the_exit_statuses_of_its_command(run: Run, command: str, one: str) -> None:
+    code, out, _ = run(command, "--help")
+    assert code == 0
+    statuses = out.partition("exit status:")[2]
+    assert re.search(rf"^  1 +{re.escape(one)}", statuses, re.M), statuses
+    assert ("some items failed" in statuses) == (command == "bulk-link")
+    assert re.search(r"^  130 +interrupted", statuses, re.M)
+
+
+def test_unlink_help_describes_its_arguments(run: Run) -> None:
+    code, out, _ = run("unlink", "--help")
+    assert code == 0
+    assert "KEY: the issue the link is on" in out
+    assert "LINK_ID: the link's id" in " ".join(out.split())
+    assert "SOURCE RELATIONSHIP TARGET" in out
+
+
+def test_get_with_a_bad_token_gives_the_credentials_hint(
+    served: FakeTracker, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKER_TOKEN", WRONG)
+    code, _, err = run("get", "TEST-1")
+    assert code == 2
+    assert "authentication failed" in err
+    assert "check TRACKER_TOKEN" in err
+
+
 # --- bulk-link --------------------------------------------------------------------------------
 
 BAD_CSV = """\
@@ -403,7 +615,7 @@ def test_bulk_link_csv_with_bad_lines(served: FakeTracker, run: Run, tmp_path: P
     assert sorted(records) == [2, 3, 5, 6, 7, 8, 9, 10, 11, 12]
     assert records[2]["status"] == "created"
     assert records[3]["status"] == "exists"
-    assert records[3]["note"] in ("same link as line 2", "same link as an earlier line")
+    assert records[3]["note"] == "same link as line 2"
     assert records[5]["status"] == "failed"
     assert records[5]["input"] == "TEST-3,blocks,TEST-4"
     assert records[10]["error"] == "NotFoundError"
@@ -429,6 +641,41 @@ def test_bulk_link_a_stray_quote_loses_no_line(
     assert len(served.links) == 199
     assert "201 lines read: 199 items, 1 bad line, 1 blank/header" in out
     assert re.search(r"line 100: .*does not close", out)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_bulk_link_header_only_says_there_is_nothing_to_do(
+    served: FakeTracker, run: Run, tmp_path: Path, dry_run: bool
+) -> None:
+    path = write(tmp_path, "in.csv", "source,relationship,target\n\n")
+    code, out, _ = run("bulk-link", path, *(["--dry-run"] if dry_run else []))
+    assert code == 0
+    assert "nothing to do: the input holds no data lines" in out
+    assert "2 lines read: 0 items, 0 bad lines, 2 blank/header" in out
+    assert served.stats.total == 0
+
+
+def test_bulk_link_report_has_index_and_line(served: FakeTracker, run: Run, tmp_path: Path) -> None:
+    text = "source,relationship,target\nTEST-1,blocks,TEST-2\n\nTEST-1,relates,TEST-2\n"
+    text += "TEST-3,relates,TEST-4\nTEST-2,relates,TEST-1\n"
+    path = write(tmp_path, "in.csv", text)
+    report, journal = tmp_path / "report.jsonl", tmp_path / "journal.jsonl"
+    code, _, _ = run("bulk-link", path, "--report", str(report), "--journal", str(journal))
+    assert code == 1
+    records = read_jsonl(report)
+    by_line = {r["line"]: r for r in records}
+    assert "index" not in by_line[2]  # a bad line never reaches the library: no item index
+    assert [(by_line[i]["index"], by_line[i]["status"]) for i in (4, 5, 6)] == [
+        (0, "created"),
+        (1, "created"),
+        (2, "exists"),
+    ]
+    assert by_line[6]["note"] == "same link as line 4"
+    assert by_line[6]["repeat_of"] == 0
+    # The journal numbers items the same way, and knows their lines.
+    journaled = {r["index"]: r for r in read_jsonl(journal) if r.get("status") == "created"}
+    assert (journaled[1]["source"], journaled[1]["line"]) == ("TEST-3", 5)
+    assert (journaled[0]["source"], journaled[0]["line"]) == ("TEST-1", 4)
 
 
 def test_bulk_link_all_good_is_exit_0(served: FakeTracker, run: Run, tmp_path: Path) -> None:
@@ -466,8 +713,10 @@ def test_bulk_link_dry_run_sends_nothing(served: FakeTracker, run: Run, tmp_path
     assert served.stats.total == before
     assert len(served.links) == 0
     assert code == 1  # bad lines
+    assert err == ""  # everything on stdout: the list, a blank line, the summary
+    listing, _, summary = out.partition("\n\n")
     # What would be sent, de-duplicated (TEST-2 is dependent by TEST-1 is the same link).
-    rows = list(csv.reader(io.StringIO(out)))
+    rows = list(csv.reader(io.StringIO(listing)))
     assert rows[0] == ["source", "relationship", "target"]
     assert rows[1:] == [
         ["TEST-1", "depends on", "TEST-2"],
@@ -475,16 +724,21 @@ def test_bulk_link_dry_run_sends_nothing(served: FakeTracker, run: Run, tmp_path
         ["TEST-11", "relates", "TEST-99"],
         ["TEST-14", "relates", "TEST-15"],
     ]
-    assert "nothing was sent" in err
-    assert re.search(r"repeats\s+1", err)
-    assert re.search(r"line 5: .*blocks", err)
+    assert "nothing was sent" in summary
+    assert re.search(r"repeats\s+1", summary)
+    assert re.search(r"line 5: .*blocks", summary)
+    assert "12 lines read: 5 items, 5 bad lines, 2 blank/header" in summary
 
     good = write(
         tmp_path, "good.jsonl", '{"source":"TEST-1","relationship":"relates","target":"TEST-2"}\n'
     )
     code, out, _ = run("bulk-link", good, "--dry-run")
     assert code == 0
-    assert json.loads(out) == {"source": "TEST-1", "relationship": "relates", "target": "TEST-2"}
+    assert json.loads(out.partition("\n\n")[0]) == {
+        "source": "TEST-1",
+        "relationship": "relates",
+        "target": "TEST-2",
+    }
     assert served.stats.total == before
 
 
@@ -508,10 +762,11 @@ def test_bulk_link_resume_with_journal_sends_no_post(
     assert re.search(r"created\s+0", out)
 
     # A dry run with the journal knows that nothing is left to send.
-    code, out, err = run("bulk-link", path, "--journal", journal, "--dry-run")
+    code, out, _ = run("bulk-link", path, "--journal", journal, "--dry-run")
     assert code == 0
-    assert out.splitlines() == ["source,relationship,target"]
-    assert re.search(r"in the journal\s+20", err)
+    listing, _, summary = out.partition("\n\n")
+    assert listing.splitlines() == ["source,relationship,target"]
+    assert re.search(r"in the journal\s+20", summary)
     assert served.stats.total == 0
 
 
@@ -597,6 +852,7 @@ def test_queue_links_csv_to_file_is_reimportable(
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {(r["source"], r["relationship"], r["target"]) for r in rows} == EXPECTED
+    assert {r["direction"] for r in rows} == {"outward"}  # filled for every known type
     # Fed back to bulk-link, every line is a link that exists already.
     code, out, _ = run("bulk-link", str(path))
     assert code == 0
@@ -688,6 +944,66 @@ def test_progress_on_a_terminal_only(
     monkeypatch.setattr(sys, "stderr", quiet)
     assert main(["bulk-link", path, "--quiet"]) == 0
     assert quiet.getvalue() == ""
+
+
+def last_line(drawn: str) -> str:
+    """The last state of a plain progress line (each draw rewrites it after a CR)."""
+    return drawn.rstrip("\n").rsplit("\r", 1)[-1].strip()
+
+
+def test_progress_total_and_counters_agree(
+    served: FakeTracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # the plain line, easy to read back
+    # 7 non-blank data lines, but 5 items: one record runs across 3 lines; 1 bad line.
+    text = "source,relationship,target\n\nTEST-1,relates,TEST-2\n"
+    text += 'TEST-3,"relates\n\n\n",TEST-4\nTEST-5,blocks,TEST-6\n\nTEST-7,relates,TEST-8\n'
+    text += "TEST-9,relates,TEST-10\n"
+    path = write(tmp_path, "in.csv", text)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["bulk-link", path]) == 1
+    line = last_line(terminal.getvalue())
+    assert line.startswith("linking 5/5 "), line
+    counts = dict(re.findall(r"(created|exists|failed|skipped) (\d+)", line))
+    assert counts == {"created": "4", "failed": "1"}
+    assert re.search(r"\| [\d,]+ req/s  retries 0  429s 0", line), line
+
+
+@pytest.mark.fake_tracker(token=TOKEN, queues=QUEUE, fail_rate=0.3, seed=3)
+def test_progress_shows_the_retries_of_the_run(
+    served: FakeTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    served.stats.reset()
+    assert main(["queue-links", "TEST", "--format", "csv", "-o", os.devnull]) == 0
+    line = last_line(terminal.getvalue())
+    injected = served.stats.injected_failures
+    assert injected > 0
+    # Every injected 5xx of a read is retried once more by the client, and shown.
+    assert f"retries {injected}  429s 0" in line, line
+
+
+def test_progress_line_shows_the_pace_and_the_service_counts() -> None:
+    from tracker_links._cli._output import UI
+    from tracker_links._cli._progress import Progress
+
+    now = [100.0]
+    sent = [(0, 0, 0)]
+    progress = Progress(
+        UI(quiet=True), "linking", 10, ["created"], service=lambda: sent[0], clock=lambda: now[0]
+    )
+    assert progress.service_text(100.0) == "0 req/s  retries 0  429s 0"
+    sent[0] = (50, 2, 1)
+    assert progress.service_text(101.0) == "50 req/s  retries 2  429s 1"
+    # The pace follows the last seconds: throttled to 5 req/s for a while, it shows 5.
+    for t in range(2, 12):
+        sent[0] = (50 + 5 * (t - 1), 2, 9)
+        text = progress.service_text(100.0 + t)
+    assert text == "5 req/s  retries 2  429s 9"
 
 
 def test_plain_text_without_rich(

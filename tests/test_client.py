@@ -292,6 +292,8 @@ async def test_retryable_status_exhausted(
 ) -> None:
     path = LINKS if method == "GET" else LINKS + "/77"
     route = mock.route(method=method, path=path).mock(return_value=error(status, "busy"))
+    if method == "DELETE":  # the safe delete looks before each retry: the link is still there
+        mock.get(LINKS).respond(200, json=[link_json(77)])
     async with make_client(ft, mock, retry=RetryPolicy(attempts=4)) as client:
         call = client.links.get("TEST-1") if method == "GET" else client.links.delete("TEST-1", 77)
         with pytest.raises(cls) as info:
@@ -707,6 +709,7 @@ async def test_delete(mock: respx.MockRouter, ft: FakeTime, link_id: int | str) 
 
 async def test_delete_is_retried_after_a_5xx(mock: respx.MockRouter, ft: FakeTime) -> None:
     route = mock.delete(f"{LINKS}/5").mock(side_effect=[error(503), httpx.Response(204)])
+    mock.get(LINKS).respond(200, json=[link_json(5)])  # still there after the 503: re-sent
     async with make_client(ft, mock) as client:
         await client.links.delete("TEST-1", 5)
     assert route.call_count == 2

@@ -335,7 +335,6 @@ FRAMINGS = [
     (b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"x"), False, b"x", True),
     (b"HTTP/1.1 200 OK\r\n\r\nto the end", False, b"to the end", False),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", True, b"", True),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw", False, b"raw", False),
 ]
 
 
@@ -369,6 +368,7 @@ MALFORMED = [
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
     b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw",
     b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n",
 ]
 
@@ -843,3 +843,35 @@ async def test_tracker_client_through_fast_transport() -> None:
                     tg.start_soon(create, n)
             assert len(await tracker.links.get("TEST-3")) == 16
     assert fake.has_link("TEST-2", "TEST-1", "is dependent by")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+        b"HTTP/1.1 099 Low\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \x0bchunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ],
+    ids=["bare-lf", "status-99", "vt-chunked"],
+)
+async def test_client_maps_a_protocol_violation_to_a_transport_error_at_once(reply: bytes) -> None:
+    # The server keeps the connection open after its bad head: the error must come from the
+    # bytes, not from the 30 s read timeout.
+    hold = anyio.Event()
+    async with scripted([reply, hold]) as srv:
+        retry = RetryPolicy(attempts=1)
+        async with TrackerClient("t", org_id="1", base_url=srv.url, retry=retry) as tracker:
+            with anyio.fail_after(10), pytest.raises(TransportError, match="RemoteProtocolError"):
+                await tracker.links.get("TEST-1")
+        hold.set()
+
+
+async def test_interim_responses_are_capped_over_a_socket() -> None:
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    hold = anyio.Event()  # never answers finally: the cap, not the timeout, ends the request
+    async with scripted([hint * 101, hold]) as srv, client(FastTransport(1)) as http:
+        with anyio.fail_after(10), pytest.raises(httpx.RemoteProtocolError, match="interim"):
+            await http.get(srv.url)
+        hold.set()
+        assert (await http.get(srv.url)).text == "ok"  # on a new connection
+    assert srv.accepted == 2

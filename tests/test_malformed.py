@@ -188,19 +188,26 @@ LINK = "/v2/issues/TEST-1/links/77"
 async def test_a_retried_delete_that_had_landed_is_success(
     mock: respx.MockRouter, ft: FakeTime, lost: Any
 ) -> None:
+    listed = {"id": 77, "type": {"id": "relates"}, "direction": "outward", "object": {}}
     route = mock.delete(LINK).mock(side_effect=[lost, error(404, "no such link")])
-    issue = mock.get("/v2/issues/TEST-1/links").mock(return_value=httpx.Response(200, json=[]))
+    # The listing still shows the link after the lost answer (it lags), then no longer.
+    issue = mock.get("/v2/issues/TEST-1/links").mock(
+        side_effect=[httpx.Response(200, json=[listed]), httpx.Response(200, json=[])]
+    )
     async with client(ft, mock) as c:
         await c.links.delete("TEST-1", 77)
-    assert route.call_count == 2
-    assert issue.call_count == 1  # checked that the issue itself exists
+    assert route.call_count == 2  # the retry was answered 404: the first attempt had landed
+    assert issue.call_count == 2  # looked before the retry; checked the issue exists after
 
 
 async def test_a_404_for_the_issue_after_a_lost_answer_stays_not_found(
     mock: respx.MockRouter, ft: FakeTime
 ) -> None:
+    listed = {"id": 77, "type": {"id": "relates"}, "direction": "outward", "object": {}}
     mock.delete(LINK).mock(side_effect=[error(502, "boom"), error(404, "no such issue")])
-    mock.get("/v2/issues/TEST-1/links").mock(return_value=error(404, "no such issue"))
+    mock.get("/v2/issues/TEST-1/links").mock(
+        side_effect=[httpx.Response(200, json=[listed]), error(404, "no such issue")]
+    )
     async with client(ft, mock) as c:
         with pytest.raises(NotFoundError):
             await c.links.delete("TEST-1", 77)
@@ -220,7 +227,9 @@ async def test_a_first_404_is_not_found_without_a_check(
 async def test_a_delete_with_an_unknown_outcome_is_retried_then_succeeds(
     mock: respx.MockRouter, ft: FakeTime
 ) -> None:
+    listed = {"id": 77, "type": {"id": "relates"}, "direction": "outward", "object": {}}
     route = mock.delete(LINK).mock(side_effect=[error(503, "busy"), httpx.Response(204)])
+    mock.get("/v2/issues/TEST-1/links").mock(return_value=httpx.Response(200, json=[listed]))
     async with client(ft, mock) as c:
         await c.links.delete("TEST-1", 77)
     assert route.call_count == 2

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tracker_links import AuthError, InvalidInputError, LinkSpec, Plan, Relationship
+from tracker_links import (
+    AuthError,
+    InvalidInputError,
+    LinkSpec,
+    NotFoundError,
+    OutcomeStatus,
+    Plan,
+    Relationship,
+)
+from tracker_links._plan import PlannedDelete
 from tracker_links.testing import FakeTracker
 
 from .test_e2e import connect
@@ -211,3 +221,162 @@ async def test_a_bad_token_stops_the_reads(fake: FakeTracker, url: str) -> None:
             await client.links.plan(desired)
     # The reads in flight and in the stream's buffer finish; no more are started.
     assert fake.stats.count(status=401) <= 3 * 4 < len(desired)
+
+
+# --- apply -------------------------------------------------------------------------------------
+
+
+def fake_state_without_duplicates(fake: FakeTracker) -> set[tuple[str, str, str, str]]:
+    ids = [
+        LinkSpec(link.source, link.target, link.relationship).canonical
+        for link in fake.links.values()
+    ]
+    assert len(ids) == len(set(ids)), "a link is stored twice"
+    return set(ids)
+
+
+def drifted(seed: int) -> tuple[list[Triple], list[Triple]]:
+    """(what is on the service, what is desired): half of the links shared."""
+    links = random_links(120, seed)
+    return links[:80], links[40:]
+
+
+async def test_apply_converges_and_a_second_plan_is_empty(fake: FakeTracker, url: str) -> None:
+    current, desired = drifted(seed=3)
+    seed_links(fake, [*current, ("TEST-1", "OUT-1", "relates")])
+    async with connect(url, max_concurrency=16) as client:
+        plan = await client.links.plan(desired, queue="TEST", prune=True)
+        assert (len(plan.create), len(plan.delete), plan.unchanged) == (40, 40, 40)
+        progress: list[tuple[int, int | None]] = []
+        report = await client.links.apply(
+            plan, on_progress=lambda done, total, _: progress.append((done, total))
+        )
+        assert report.ok
+        assert [o.status for o in report.outcomes] == [OutcomeStatus.DELETED] * 40 + [
+            OutcomeStatus.CREATED
+        ] * 40
+        assert [o.index for o in report.outcomes] == list(range(80))
+        assert progress[-1] == (80, 80)
+        assert len(progress) == 80
+        fake.stats.reset()
+        assert (await client.links.plan(desired, queue="TEST", prune=True)) == Plan(unchanged=80)
+    assert writes(fake) == 0
+    assert fake_state_without_duplicates(fake) == canon([*desired, ("TEST-1", "OUT-1", "relates")])
+
+
+async def test_apply_under_faults_ends_in_the_desired_state(fake: FakeTracker, url: str) -> None:
+    current, desired = drifted(seed=4)
+    seed_links(fake, current)
+    fake.fail_rate, fake.drop_rate = 0.10, 0.05
+    fake.duplicate_status = None  # a duplicate create would be stored, not refused
+    async with connect(url, max_concurrency=16) as client:
+        plan = await client.links.plan(desired, queue="TEST", prune=True)
+        assert plan.unread == ()
+        report = await client.links.apply(plan)
+        assert report.ok, [o.reason for o in report.outcomes if not o.ok]
+        after = await client.links.plan(desired, queue="TEST", prune=True)
+    assert fake.stats.injected_failures > 0
+    assert fake.stats.dropped > 0
+    assert after.unread == ()
+    assert after.empty
+    assert fake.stats.duplicates_created == 0
+    assert fake_state_without_duplicates(fake) == canon(desired)
+
+
+async def test_a_change_deletes_before_it_creates(fake: FakeTracker, url: str) -> None:
+    fake.add_link("TEST-1", "TEST-2", "relates")
+    desired = [("TEST-2", "TEST-1", "depends on")]
+    async with connect(url) as client:
+        plan = await client.links.plan(desired, queue="TEST", prune=True)
+        report = await client.links.apply(plan)
+    assert [o.status for o in report.outcomes] == [OutcomeStatus.DELETED, OutcomeStatus.CREATED]
+    assert fake_state_without_duplicates(fake) == canon(desired)
+
+
+async def test_a_plan_read_back_from_json_applies_the_same(tmp_path: Path) -> None:
+    current, desired = drifted(seed=5)
+    results = []
+    for via_json in (False, True):
+        fake = FakeTracker(queues={"TEST": 60, "OUT": 5}, seed=14)
+        seed_links(fake, current)
+        with fake.serve() as url:
+            async with connect(url, max_concurrency=8) as client:
+                plan = await client.links.plan(desired, queue="TEST", prune=True)
+                if via_json:
+                    plan.write_json(tmp_path / "plan.json")
+                    plan = Plan.read_json(tmp_path / "plan.json")
+                report = await client.links.apply(plan)
+        results.append(
+            (
+                [(o.status, o.spec) for o in report.outcomes],
+                fake_state_without_duplicates(fake),
+                fake.stats.count("POST", 201),
+                fake.stats.count("DELETE"),
+            )
+        )
+    assert results[0] == results[1]
+    assert results[1][1] == canon(desired)
+
+
+async def test_a_stale_plan_is_harmless(fake: FakeTracker, url: str) -> None:
+    seed_links(fake, [("TEST-1", "TEST-2", "relates"), ("TEST-3", "TEST-4", "relates")])
+    desired = [("TEST-5", "TEST-6", "depends on"), ("TEST-7", "TEST-8", "depends on")]
+    async with connect(url) as client:
+        plan = await client.links.plan(desired, queue="TEST", prune=True)
+        # Someone does part of it by hand before the plan is applied.
+        (gone,) = fake.find_links("TEST-1", "TEST-2")
+        await client.links.delete("TEST-1", gone.id)
+        await client.links.create("TEST-6", "TEST-5", "is dependent by")
+        report = await client.links.apply(plan)
+    assert report.ok
+    statuses = {o.spec: o.status for o in report.outcomes}
+    assert statuses == {
+        LinkSpec("TEST-1", "TEST-2", "relates"): OutcomeStatus.ABSENT,
+        LinkSpec("TEST-3", "TEST-4", "relates"): OutcomeStatus.DELETED,
+        LinkSpec("TEST-5", "TEST-6", "depends on"): OutcomeStatus.EXISTS,
+        LinkSpec("TEST-7", "TEST-8", "depends on"): OutcomeStatus.CREATED,
+    }
+    assert fake_state_without_duplicates(fake) == canon(desired)
+
+
+async def test_a_delete_on_a_missing_issue_fails_with_its_reason(
+    fake: FakeTracker, url: str
+) -> None:
+    plan = Plan(delete=(PlannedDelete(LinkSpec("NOPE-1", "TEST-1", "relates"), 1048570),))
+    async with connect(url) as client:
+        report = await client.links.apply(plan)
+    (outcome,) = report.outcomes
+    assert outcome.status is OutcomeStatus.FAILED
+    assert isinstance(outcome.error, NotFoundError)
+
+
+async def test_an_applied_journal_resumes_without_a_write(
+    fake: FakeTracker, url: str, tmp_path: Path
+) -> None:
+    current, desired = drifted(seed=6)
+    seed_links(fake, current)
+    journal = str(tmp_path / "apply.jsonl")
+    async with connect(url, max_concurrency=8) as client:
+        plan = await client.links.plan(desired, queue="TEST", prune=True)
+        first = await client.links.apply(plan, journal=journal)
+        assert first.ok
+        fake.stats.reset()
+        again = await client.links.apply(plan, journal=journal)
+    assert writes(fake) == 0
+    assert fake.stats.total == 0
+    assert {o.status for o in again.outcomes} == {OutcomeStatus.ABSENT, OutcomeStatus.EXISTS}
+    assert len(again.outcomes) == len(first.outcomes)
+
+
+async def test_a_bad_token_in_apply_costs_one_request(fake: FakeTracker, url: str) -> None:
+    current, desired = drifted(seed=7)
+    seed_links(fake, current)
+    async with connect(url, max_concurrency=8) as client:
+        plan = await client.links.plan(desired, queue="TEST", prune=True)
+    fake.token = "another"
+    fake.stats.reset()
+    async with connect(url, max_concurrency=8) as client:
+        report = await client.links.apply(plan)
+    assert fake.stats.count(status=401) == 1
+    assert len(report.failed) == 1
+    assert len(report.skipped) == len(report.outcomes) - 1

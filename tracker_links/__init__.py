@@ -10,33 +10,38 @@
 Everything public is re-exported here; modules with a leading underscore are private.
 """
 
-from ._client import TrackerClient
-from ._exceptions import (
-    AuthError,
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    RateLimitError,
-    ServerError,
-    TrackerError,
-    TransportError,
-)
-from ._models import (
-    Direction,
-    IssueRef,
-    Link,
-    LinkSpec,
-    LinkType,
-    Relationship,
-    StatusRef,
-    UserRef,
-    register_link_type,
-)
-from ._plan import Plan
-from ._policy import RetryPolicy
-from ._reports import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
-from ._service import LinkService
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._client import TrackerClient
+    from ._exceptions import (
+        AuthError,
+        ConflictError,
+        InvalidInputError,
+        NotFoundError,
+        RateLimitError,
+        ServerError,
+        TrackerError,
+        TransportError,
+    )
+    from ._models import (
+        Direction,
+        IssueRef,
+        Link,
+        LinkSpec,
+        LinkType,
+        Relationship,
+        StatusRef,
+        UserRef,
+        register_link_type,
+    )
+    from ._plan import Plan
+    from ._policy import RetryPolicy
+    from ._reports import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
+    from ._service import LinkService
 
 __all__ = [
     "AuthError",
@@ -67,3 +72,57 @@ __all__ = [
     "__version__",
     "register_link_type",
 ]
+
+# Each public name is imported from its module on first use (PEP 562), so that importing a
+# submodule alone (the pytest plugin, loaded by every pytest run) imports nothing heavy. The
+# TYPE_CHECKING imports above are what type checkers see; this table must name the same homes
+# (tests/test_fake_pytest_plugin.py resolves every name of __all__).
+_HOME = {
+    "TrackerClient": "_client",
+    **dict.fromkeys(
+        (
+            "AuthError",
+            "ConflictError",
+            "InvalidInputError",
+            "NotFoundError",
+            "RateLimitError",
+            "ServerError",
+            "TrackerError",
+            "TransportError",
+        ),
+        "_exceptions",
+    ),
+    **dict.fromkeys(
+        (
+            "Direction",
+            "IssueRef",
+            "Link",
+            "LinkSpec",
+            "LinkType",
+            "Relationship",
+            "StatusRef",
+            "UserRef",
+            "register_link_type",
+        ),
+        "_models",
+    ),
+    "Plan": "_plan",
+    "RetryPolicy": "_policy",
+    **dict.fromkeys(
+        ("BulkReport", "IssueLinks", "LinksReport", "Outcome", "OutcomeStatus"), "_reports"
+    ),
+    "LinkService": "_service",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import urllib.request
 from types import TracebackType
 from typing import Any
@@ -12,10 +13,12 @@ from typing import Any
 import anyio
 import httpx
 
+from . import _tls
 from ._exceptions import InvalidInputError
 from ._http11 import FastTransport
 from ._policy import DEFAULT_RETRY, AdaptiveRate, RateGate, RetryPolicy
 from ._service import LinkService
+from ._tls import Verify
 from ._transport import Clock, Sleep, Transport
 from ._version import __version__
 
@@ -53,6 +56,23 @@ def _check_base_url(base_url: str) -> str:
         f"invalid base_url {base_url!r}: use https:// (plain http:// is allowed only for "
         "loopback hosts such as 127.0.0.1 or localhost, so a token never travels in clear text)"
     )
+
+
+def _check_verify(verify: Verify, base_url: str, *, own: bool) -> ssl.SSLContext | bool:
+    """``verify=`` checked: a bundle path read now; ``False`` only for a loopback host."""
+    if verify is True:
+        return True
+    if not own:
+        raise InvalidInputError(
+            "verify= applies to the connections the client makes itself: with http_client= or "
+            "transport=, configure TLS on that client or transport"
+        )
+    if verify is False and not _is_loopback(httpx.URL(base_url).host):
+        raise InvalidInputError(
+            "verify=False is allowed only for loopback hosts (tests): the token would go to a "
+            "server whose certificate is not checked; pass verify='/path/to/ca.pem' instead"
+        )
+    return _tls.resolve(verify)
 
 
 def _exactly_one(what: str, a: tuple[str, object], b: tuple[str, object]) -> str:
@@ -94,6 +114,12 @@ class TrackerClient:
     library. ``transport``: an ``httpx.AsyncBaseTransport`` for the client the library creates
     and owns (the fake Tracker's in-process transport, for instance). ``sleep`` and ``clock``
     replace ``anyio.sleep`` and ``time.monotonic``, for tests that must not wait.
+
+    ``verify``: how the server's TLS certificate is checked. ``True`` (the default): against
+    the system's trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` override its location) and
+    certifi's bundle. A path: a PEM CA bundle (a corporate CA) or a directory of them. An
+    ``ssl.SSLContext`` of yours, used as is. ``False``: no check, for loopback hosts only. A
+    certificate that fails the check fails the call at once, without retries.
     """
 
     def __init__(
@@ -112,6 +138,7 @@ class TrackerClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        verify: Verify = True,
     ) -> None:
         secret = _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
         org = _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
@@ -126,6 +153,7 @@ class TrackerClient:
             )
         if http_client is not None and transport is not None:
             raise InvalidInputError("give http_client= or transport=, not both")
+        tls = _check_verify(verify, self.base_url, own=http_client is None and transport is None)
         self.max_concurrency = max_concurrency
         self.rate_limit = rate_limit
         self.retry = retry if retry is not None else DEFAULT_RETRY
@@ -142,8 +170,9 @@ class TrackerClient:
         direct: FastTransport | None = None
         if http_client is None:
             if transport is None and not _proxies_from_env():
-                transport = direct = FastTransport(max_concurrency)
+                transport = direct = FastTransport(max_concurrency, verify=tls)
             http_client = httpx.AsyncClient(
+                verify=_tls.make_context(tls) if transport is None else True,
                 headers=headers,
                 timeout=timeout,
                 transport=transport,

@@ -55,6 +55,10 @@ class Unresolved(TrackerError):
         self.attempts = attempts
 
 
+async def _no_delete(issue: str, link_id: int | str) -> tuple[bool, int]:
+    raise TrackerError("these Ops were built without a delete")
+
+
 @attrs.frozen
 class Ops:
     """The calls a bulk engine makes.
@@ -67,6 +71,8 @@ class Ops:
     headers (:class:`SearchPage`; a malformed answer raises a ``TrackerError``).
     ``concurrency`` is how many requests the client lets run at once: the engines start that
     many workers. ``clock`` is the client's clock (monotonic seconds), for ``elapsed``.
+    ``delete`` deletes one link (issue, link id) safely and returns whether this call deleted
+    it (``False``: a 404, it was not there) with the number of DELETEs sent.
     """
 
     create: Callable[[LinkSpec], Awaitable[Created]]
@@ -75,3 +81,4 @@ class Ops:
     search: Callable[[Request], Awaitable[SearchPage]]
     concurrency: int
     clock: Callable[[], float]
+    delete: Callable[[str, int | str], Awaitable[tuple[bool, int]]] = _no_delete

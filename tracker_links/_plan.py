@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from itertools import chain
 from typing import Any, Final
 
 import attrs
 
 from ._bulk_create import SpecInput
 from ._exceptions import InvalidInputError, NotFoundError
-from ._models import Direction, LinkSpec, Relationship, link_identity, validate_link_id
+from ._graph import find_cycles, natural_key
+from ._models import (
+    Direction,
+    LinkSpec,
+    Relationship,
+    link_identity,
+    relationship_of,
+    validate_link_id,
+)
 from ._reports import IssueLinks
 
 __all__ = ["Invalid", "Plan", "PlannedDelete", "Unread", "make_plan", "managed_relationships"]
@@ -270,13 +280,15 @@ def make_plan(
 
     # The current links by id (a link read from both issues is one), each as (the issue read,
     # the other issue, the relationship of the first to the second). The view read from the
-    # outward (for `relates`, the smaller) key is kept, so the plan does not depend on the
-    # order of the reads. Keys the service listed need no validation: no spec is built here.
+    # outward key (for `relates`, the first in natural order: PROJ-9 before PROJ-10) is kept,
+    # so the plan does not depend on the order of the reads. Keys the service listed need no
+    # validation: no spec is built here.
     views: dict[int | str, tuple[str, str, Relationship]] = {}
     unread: list[Unread] = []
     missing: dict[str, str] = {}
     inward = Direction.INWARD
     relates = Relationship.RELATES
+    types: dict[str, tuple[Relationship | None, Relationship | None]] = {}
     for item in current:
         if item.error is not None:
             if isinstance(item.error, NotFoundError):
@@ -286,11 +298,22 @@ def make_plan(
             continue
         key = item.key
         for link in item.links:
-            rel = link.relationship
+            # Link.relationship, looked up once per link type (hashing enums runs Python code).
+            type_id = link.type.id
+            pair = types.get(type_id)
+            if pair is None:
+                pair = types[type_id] = (
+                    relationship_of(type_id, Direction.OUTWARD),
+                    relationship_of(type_id, inward),
+                )
+            rel = pair[1] if link.direction is inward else pair[0]
             if rel is None:
                 continue  # a link type the library does not know: never touched
             seen = views.get(link.id)
-            if seen is not None and (rel.direction is inward or (rel is relates and key > seen[0])):
+            if seen is not None and (
+                rel.direction is inward
+                or (rel is relates and natural_key(key) > natural_key(seen[0]))
+            ):
                 continue
             ref = link.target
             other = ref.key or ref.id
@@ -298,10 +321,11 @@ def make_plan(
                 views[link.id] = (key, other, rel)
 
     for index, spec in valid:
-        absent = missing.get(spec.source) or missing.get(spec.target)
-        if absent is not None:
-            invalid.append(Invalid(index, repr(spec.as_dict()), absent))
-            continue
+        if missing:
+            absent = missing.get(spec.source) or missing.get(spec.target)
+            if absent is not None:
+                invalid.append(Invalid(index, repr(spec.as_dict()), absent))
+                continue
         wanted.setdefault(spec.canonical, spec)
     invalid.sort(key=lambda i: i.index)
 
@@ -357,26 +381,17 @@ def _add_edge(graph: dict[str, set[str]], source: str, target: str, rel: Relatio
 
 
 def _cyclic_core(graph: Mapping[str, set[str]]) -> dict[str, set[str]]:
-    """``graph`` without the issues that reach no cycle (peeled from the sinks up): a
-    dependency graph is mostly acyclic, so the cycle finder is left with little or nothing."""
-    out = {node: len(succ) for node, succ in graph.items()}
-    pred: dict[str, list[str]] = {}
-    for node, succ in graph.items():
-        for nxt in succ:
-            pred.setdefault(nxt, []).append(node)
-    sinks = [node for node in pred if not out.get(node)]
-    while sinks:
-        for node in pred.get(sinks.pop(), ()):
-            out[node] -= 1
-            if not out[node]:
-                sinks.append(node)
+    """``graph`` without the issues no cycle reaches (Kahn's peeling from the issues nothing
+    points to): a dependency graph is mostly acyclic, so the cycle finder gets little or none."""
+    indegree = Counter(chain.from_iterable(graph.values()))
+    free = [node for node in graph if node not in indegree]
+    while free:
+        for nxt in graph.get(free.pop(), ()):
+            indegree[nxt] -= 1
+            if not indegree[nxt]:
+                free.append(nxt)
     return {
-        node: {nxt for nxt in succ if out.get(nxt)} for node, succ in graph.items() if out[node]
+        node: {nxt for nxt in succ if indegree[nxt]}
+        for node, succ in graph.items()
+        if indegree.get(node)
     }
-
-
-def find_cycles(graph: Mapping[str, set[str]]) -> Sequence[tuple[list[str], int]]:
-    """The dependency cycles of ``graph``: :func:`tracker_links._graph.find_cycles`."""
-    from ._graph import find_cycles as _find_cycles
-
-    return _find_cycles(graph)

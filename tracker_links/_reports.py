@@ -25,7 +25,7 @@ __all__ = [
 
 
 class OutcomeStatus(enum.Enum):
-    """What happened to one item of a bulk create."""
+    """What happened to one item of a bulk create (or of a bulk delete, an undo)."""
 
     CREATED = "created"
     """The link was created by this run."""
@@ -35,6 +35,10 @@ class OutcomeStatus(enum.Enum):
     """The item could not be done; ``Outcome.error`` says why."""
     SKIPPED = "skipped"
     """Not attempted: the batch stopped (a 401/403) before reaching it."""
+    DELETED = "deleted"
+    """The link was deleted by this run."""
+    ABSENT = "absent"
+    """No such link on the service (gone already): nothing to do, not a failure."""
 
 
 @attrs.frozen
@@ -69,8 +73,13 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        """Whether the link is on the service now (``CREATED`` or ``EXISTS``)."""
-        return self.status in (OutcomeStatus.CREATED, OutcomeStatus.EXISTS)
+        """Whether the item is done: ``CREATED``/``EXISTS`` (``DELETED``/``ABSENT``: deletes)."""
+        return self.status in (
+            OutcomeStatus.CREATED,
+            OutcomeStatus.EXISTS,
+            OutcomeStatus.DELETED,
+            OutcomeStatus.ABSENT,
+        )
 
     @property
     def reason(self) -> str | None:
@@ -112,9 +121,10 @@ class Outcome:
 
 @attrs.define
 class BulkReport:
-    """Every outcome of a bulk create, in input order, with counts and a summary.
+    """Every outcome of a bulk create (or delete, undo), in input order, with counts and a summary.
 
-    ``created``, ``existing``, ``failed`` and ``skipped`` are the outcomes of each status (lists:
+    ``created``, ``existing``, ``deleted``, ``absent``, ``failed`` and ``skipped`` are the
+    outcomes of each status (lists:
     ``len(report.failed)`` counts them); ``ok`` is True when nothing failed or was skipped;
     ``elapsed`` is the wall time in seconds.
     """
@@ -146,26 +156,43 @@ class BulkReport:
         return self._of(OutcomeStatus.SKIPPED)
 
     @property
+    def deleted(self) -> list[Outcome]:
+        """Outcomes whose link this run deleted (bulk delete, undo)."""
+        return self._of(OutcomeStatus.DELETED)
+
+    @property
+    def absent(self) -> list[Outcome]:
+        """Outcomes whose link was not on the service: nothing to delete."""
+        return self._of(OutcomeStatus.ABSENT)
+
+    @property
     def ok(self) -> bool:
-        """True when every item is ``CREATED`` or ``EXISTS``."""
+        """True when nothing failed or was skipped."""
         return all(o.ok for o in self.outcomes)
 
     def counts(self) -> dict[str, int]:
-        """``{"created": n, "exists": n, "failed": n, "skipped": n}``."""
+        """The outcomes of each status: ``{"created": n, "exists": n, "failed": n, …}``."""
         counts = dict.fromkeys((s.value for s in OutcomeStatus), 0)
         for o in self.outcomes:
             counts[o.status.value] += 1
         return counts
 
     def summary(self) -> str:
-        """One line, such as ``10000 items in 51.2s (195/s): 9800 created, 150 exists, …``."""
+        """One line, such as ``10000 items in 51.2s (195/s): 9800 created, 150 exists, …``.
+
+        A delete's report counts ``deleted`` and ``absent`` instead of ``created`` and
+        ``exists`` (a report holding both kinds, such as a sync's, counts all six).
+        """
         c = self.counts()
         n = len(self.outcomes)
         rate = f" ({n / self.elapsed:.0f}/s)" if self.elapsed > 0 else ""
-        return (
-            f"{n} items in {self.elapsed:.1f}s{rate}: {c['created']} created, "
-            f"{c['exists']} exists, {c['failed']} failed, {c['skipped']} skipped"
-        )
+        creates = c["created"] or c["exists"]
+        deletes = c["deleted"] or c["absent"]
+        shown = ["created", "exists"] if creates or not deletes else []
+        if deletes:
+            shown += ["deleted", "absent"]
+        counted = ", ".join(f"{c[s]} {s}" for s in [*shown, "failed", "skipped"])
+        return f"{n} items in {self.elapsed:.1f}s{rate}: {counted}"
 
     def write_jsonl(self, path: str | os.PathLike[str]) -> None:
         """Write one JSON object per outcome (see :meth:`Outcome.to_json`) to ``path``."""

@@ -6,22 +6,21 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 
-from . import _bulk_create, _bulk_read, _protocol
+from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
 from ._bulk_create import SpecInput
+from ._bulk_delete import DeleteInput
 from ._converter import structure_link, structure_link_types, structure_links
 from ._exceptions import ConflictError, NotFoundError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
 from ._ops import Created, Ops, Unresolved
+from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
-from ._transport import Response, Transport, UncertainError, final_error
-
-if TYPE_CHECKING:
-    from ._plan import Plan
+from ._transport import Response, Transport, UncertainError
 
 __all__ = ["LinkService"]
 
@@ -58,6 +57,7 @@ class LinkService:
             search=self._search,
             concurrency=transport.limiter.total,
             clock=transport.clock,
+            delete=self._delete_if_there,
         )
 
     # --- single calls ------------------------------------------------------------------------
@@ -218,45 +218,91 @@ class LinkService:
     async def delete(self, issue: str, link_id: int | str) -> None:
         """Delete link ``link_id`` (as listed by :meth:`get` on ``issue``) from both issues.
 
-        Safe to retry: when an attempt's outcome is unknown (5xx, timeout, dropped connection)
-        and the retry is answered 404 while ``issue`` exists, the first attempt removed the
-        link: that is success. A 404 because ``issue`` does not exist raises
-        :class:`NotFoundError`, and so does a link that was never there.
+        Safe like :meth:`create`: when the fate of an attempt is unknown (5xx, timeout,
+        dropped connection) it reads the issue's links before deciding; a link no longer
+        listed was deleted by that attempt, and a 404 to a re-sent DELETE means the same
+        (success, not an error). A 404 to the first attempt (no such link), or for the issue
+        itself, raises :class:`NotFoundError`.
         """
-        await self._delete(_protocol.delete_link(issue, link_id), issue)
+        await self._delete(issue, link_id)
 
-    async def _delete(self, req: _protocol.Request, issue: str) -> int:
-        """The safe delete; returns how many DELETEs were sent."""
+    async def _delete(
+        self, issue: str, link_id: int | str, missing_ok: bool = False
+    ) -> tuple[bool, int]:
+        """The safe delete: whether this call deleted the link, and the DELETEs it sent.
+
+        With ``missing_ok``, a 404 to the first attempt returns ``(False, 1)`` instead of
+        raising (the link is not there; the caller has just listed the issue).
+        """
+        req = _protocol.delete_link(issue, link_id)
+        wanted = str(link_id)
         transport = self._transport
         retry = transport.retry
-        started = transport.clock()
         uncertain = False
         attempts = 0
+        started = transport.clock()
         while True:
             attempts += 1
             try:
                 await transport.send(req, retry_uncertain=False)
-                return attempts
             except UncertainError as exc:
+                # The DELETE may have been applied: look before sending it again.
                 uncertain = True
                 delay = retry.next_delay(
                     attempts, transport.clock() - started, None, transport.rand
                 )
+                if delay is not None:
+                    logger.warning(
+                        "delete link %s of %s: outcome unknown (%s); checking before a retry",
+                        wanted,
+                        issue,
+                        exc.cause,
+                    )
+                    await transport.sleep(delay)
+                if all(str(link.id) != wanted for link in await self.get(issue)):
+                    return True, attempts  # the attempt landed
                 if delay is None:
-                    raise final_error(exc.cause, attempts) from None
-                logger.warning("%s %s: outcome unknown (%s); retrying", req.method, req.path, exc)
-                await transport.sleep(delay)
+                    cause = exc.cause
+                    if attempts > 1:
+                        cause.message = f"{cause.message} (after {attempts} attempts)"
+                    raise cause from None
+                continue
             except NotFoundError:
-                if uncertain and await self._issue_exists(issue):
-                    return attempts  # an earlier attempt, whose answer was lost, removed it
+                if uncertain:
+                    # An earlier attempt landed, unless the issue itself is gone (then the
+                    # read raises NotFoundError).
+                    await self.get(issue)
+                    return True, attempts
+                if missing_ok:
+                    return False, attempts
                 raise
+            return True, attempts
 
-    async def _issue_exists(self, issue: str) -> bool:
-        try:
-            await self._transport.send(_protocol.get_links(issue))
-        except NotFoundError:
-            return False
-        return True
+    async def _delete_if_there(self, issue: str, link_id: int | str) -> tuple[bool, int]:
+        return await self._delete(issue, link_id, missing_ok=True)
+
+    async def remove(
+        self, issue: str, target: str, relationship: Relationship | str | None = None
+    ) -> list[Link]:
+        """Delete every link between ``issue`` and ``target``; return the links deleted.
+
+        With ``relationship``, only the links meaning "``issue`` *relationship* ``target``" (in
+        either spelling: ``remove("A-1", "A-2", "depends on")`` also deletes a link created as
+        ``A-2 is dependent by A-1``); a link of another relationship between the two stays.
+        ``[]`` when there was none (not an error). Costs one ``GET`` of ``issue``'s links and
+        one safe ``DELETE`` (see :meth:`delete`) per link found. Arguments are validated
+        before any request.
+
+        >>> await client.links.remove("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
+        [Link(id=4709605, ...)]
+        """
+        rel = _bulk_delete.check_remove(issue, target, relationship)
+        deleted: list[Link] = []
+        for link in _bulk_delete.between(await self.get(issue), target, rel):
+            done, _ = await self._delete(issue, link.id, missing_ok=True)
+            if done:
+                deleted.append(link)
+        return deleted
 
     async def types(self) -> list[LinkType]:
         """The organization's link types (``GET /v2/linktypes``)."""
@@ -334,6 +380,69 @@ class LinkService:
         """
         return _bulk_create.create_many(self._ops, specs, journal=journal)
 
+    async def bulk_delete(
+        self,
+        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
+        *,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> BulkReport:
+        """Delete many links; return a :class:`BulkReport` with one outcome per input item.
+
+        The counterpart of :meth:`bulk_create`, with the same input (read lazily), the same
+        concurrency, progress, journal and resume, and the same treatment of bad items
+        (``FAILED`` before any request) and of a 401 (the rest ``SKIPPED``, the report
+        returned). Each link is ``DELETED`` (this call removed it) or ``ABSENT`` (not on the
+        service: nothing to do, not a failure). Each costs a ``GET`` of the source's links
+        (one for the items of the same source that come close together in the input) and one
+        safe ``DELETE`` (see :meth:`delete`) per match. Only the links asked for are deleted:
+        a link of another relationship between the same two issues stays.
+
+        >>> report = await client.links.bulk_delete(pairs, journal="unlink.jsonl")  # doctest: +SKIP
+        >>> len(report.deleted), len(report.absent)                                 # doctest: +SKIP
+        (9990, 10)
+        """
+        return await _bulk_delete.bulk_delete(
+            self._ops, specs, on_progress=on_progress, journal=journal
+        )
+
+    def delete_many(
+        self,
+        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+    ) -> Stream[Outcome]:
+        """Delete many links, yielding each :class:`Outcome` as it completes.
+
+        The counterpart of :meth:`create_many` (see :meth:`bulk_delete` for the semantics);
+        usable as ``async with client.links.delete_many(specs) as outcomes:``.
+        """
+        return _bulk_delete.delete_many(self._ops, specs, journal=journal)
+
+    async def undo(
+        self,
+        journal_path: str | os.PathLike[str],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Undo a bulk create: delete exactly the links its journal says it **created**.
+
+        ``journal_path`` is the journal of an earlier :meth:`bulk_create` / :meth:`create_many`
+        / ``bulk-link --journal`` run. A link it found already there (``EXISTS``) is never
+        deleted. Where the journal recorded the created link's id (and the issue it was
+        created on), that very link is deleted, after the issue's listing shows the id still
+        joining the same two issues: a link re-created later between the same pair has another
+        id and stays. A journal written before ids were recorded falls back to delete-by-triple.
+        A create left in flight (an open intent) is read back and deleted only if this token
+        made it after the intent. ``journal`` is this undo's own journal (another file), so an
+        interrupted undo re-run with it sends nothing for what was done. Outcomes as for
+        :meth:`bulk_delete`; each one's ``line`` is its line in ``journal_path``.
+
+        >>> report = await client.links.undo("links.jsonl", journal="undo.jsonl")  # doctest: +SKIP
+        """
+        return await _undo.undo(self._ops, journal_path, journal=journal, on_progress=on_progress)
+
     async def bulk_get(
         self,
         keys: Iterable[str] | AsyncIterable[str],
@@ -389,14 +498,26 @@ class LinkService:
 
         >>> plan = await client.links.plan(desired, queue="PROJ", prune=True)  # doctest: +SKIP
         """
-        from ._sync import plan
-
-        return await plan(
-            self,
-            desired,
-            queue=queue,
-            query=query,
-            filter=filter,
-            relationships=relationships,
-            prune=prune,
+        searched = queue is not None or query is not None or filter is not None
+        search = _protocol.search_body(queue, query=query, filter=filter) if searched else None
+        return await _sync.plan(
+            self._ops, desired, search=search, relationships=relationships, prune=prune
         )
+
+    async def apply(
+        self,
+        plan: Plan,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
+    ) -> BulkReport:
+        """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
+
+        Deletes are those of :meth:`bulk_delete` by id: each link is deleted while the issue the
+        plan lists still shows it under that id between the same two issues (``DELETED``;
+        ``ABSENT`` when it is gone). Creates are those of :meth:`bulk_create` (``CREATED``;
+        ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
+        records both phases: an interrupted apply re-run with it sends nothing that was done.
+        A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
+        """
+        return await _sync.apply(self._ops, plan, journal=journal, on_progress=on_progress)

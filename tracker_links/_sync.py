@@ -2,41 +2,32 @@
 
 :func:`plan` reads through the read engine (``queue_links`` for the search, then ``get_many``
 for the issues named only in the desired links) and leaves every decision to
-:func:`tracker_links._plan.make_plan`. :func:`apply` deletes, then creates with ``bulk_create``.
+:func:`tracker_links._plan.make_plan`. :func:`apply` deletes, then creates with the create
+engine. Like the bulk engines, both are given the narrow :class:`~tracker_links._ops.Ops`
+interface of a client, not a :class:`LinkService`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+import os
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import Any
 
+import attrs
+
+from . import _bulk_create, _bulk_delete, _bulk_read
 from ._bulk_create import SpecInput
+from ._bulk_delete import LinkToDelete
 from ._exceptions import AuthError, InvalidInputError
-from ._models import LinkSpec
+from ._models import LinkSpec, Relationship
+from ._ops import Ops
 from ._plan import Plan, make_plan, managed_relationships
-from ._reports import IssueLinks
+from ._reports import BulkReport, IssueLinks, Outcome, OutcomeStatus
 
-if TYPE_CHECKING:
-    from ._models import Relationship
-    from ._streams import Stream
+__all__ = ["apply", "plan"]
 
-
-class Reader(Protocol):
-    """What :func:`plan` reads through (a :class:`LinkService`), passed down, not imported."""
-
-    def queue_links(
-        self,
-        queue: str | None = None,
-        *,
-        query: str | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> Stream[IssueLinks]: ...
-
-    def get_many(self, keys: Iterable[str] | AsyncIterable[str]) -> Stream[IssueLinks]: ...
-
-
-__all__ = ["plan"]
+Progress = Callable[[int, int | None, Outcome], object]
 
 
 async def _desired_items(
@@ -51,33 +42,35 @@ async def _desired_items(
     return list(desired)
 
 
-def _named_keys(items: Iterable[object]) -> dict[str, None]:
-    """The issues the valid desired items name, in the order they are named."""
+def _named_keys(items: list[object]) -> dict[str, None]:
+    """The issues the valid desired items name, in the order they are named.
+
+    Each valid item is replaced by its :class:`LinkSpec` in ``items``, so that the plan does not
+    validate it again; a bad one stays as it is, for the plan to report with its reason.
+    """
     keys: dict[str, None] = {}
-    for item in items:
+    for i, item in enumerate(items):
         try:
             spec = LinkSpec.coerce(item)  # type: ignore[arg-type]  # bad ones are skipped here
         except Exception:  # reported by make_plan with its reason
             continue
+        items[i] = spec
         keys[spec.source] = None
         keys[spec.target] = None
     return keys
 
 
 async def plan(
-    service: Reader,
+    ops: Ops,
     desired: Iterable[SpecInput | object] | AsyncIterable[SpecInput | object],
     *,
-    queue: str | None = None,
-    query: str | None = None,
-    filter: Mapping[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
     relationships: Iterable[Relationship | str] | str | None = None,
     prune: bool = False,
 ) -> Plan:
+    """Read the scope (the issues ``search`` finds, if given, and those ``desired`` names)."""
     managed_relationships(relationships)  # bad values fail before any request
-    search = queue is not None or query is not None or filter is not None
-    # Validates queue/query/filter before any request; runs only when iterated.
-    issues = service.queue_links(queue, query=query, filter=filter) if search else None
+    issues = _bulk_read.queue_links(ops, search) if search is not None else None
     items = await _desired_items(desired)
     current: list[IssueLinks] = []
     scope: set[str] = set()
@@ -94,5 +87,58 @@ async def plan(
         await read(issues)
     rest = [key for key in _named_keys(items) if key not in scope]
     if rest:
-        await read(service.get_many(rest))
+        await read(_bulk_read.get_many(ops, rest))
     return make_plan(items, scope, current, relationships=relationships, prune=prune)
+
+
+# --- apply -------------------------------------------------------------------------------------
+
+
+async def apply(
+    ops: Ops,
+    plan: Plan,
+    *,
+    journal: str | os.PathLike[str] | None = None,
+    on_progress: Progress | None = None,
+) -> BulkReport:
+    """Delete what ``plan`` deletes, then create what it creates; one outcome per item.
+
+    Deletes come first (so a change frees its pair before the new link is created) and are
+    numbered first: ``index`` 0 .. len(plan.delete) - 1, then the creates. The deletes are the
+    delete engine's by id (each link deleted only while its issue still lists it under that
+    id, joining the same two issues: ``DELETED``, else ``ABSENT``), the creates the create
+    engine's; both write to ``journal``, which each reads back for its own kind of line.
+    """
+    if not isinstance(plan, Plan):
+        raise InvalidInputError(f"apply() takes a Plan, got {type(plan).__name__}")
+    started = ops.clock()
+    total = len(plan.delete) + len(plan.create)
+    outcomes: list[Outcome] = []
+
+    def collect(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if on_progress is not None:
+            on_progress(len(outcomes), total, outcome)
+
+    # The delete engine shares one GET among the items of an issue that come close together:
+    # the plan's deletes go issue by issue.
+    order = sorted(range(len(plan.delete)), key=lambda i: plan.delete[i].issue)
+    items = [LinkToDelete(plan.delete[i].spec, plan.delete[i].link_id) for i in order]
+
+    def renumber(_done: int, _total: int | None, outcome: Outcome) -> None:
+        collect(attrs.evolve(outcome, index=order[outcome.index]))
+
+    deleted = await _bulk_delete.bulk_delete(ops, items, on_progress=renumber, journal=journal)
+    first = len(plan.delete)
+    stopped = next((o for o in deleted.outcomes if o.status is OutcomeStatus.SKIPPED), None)
+    if stopped is not None:
+        for i, spec in enumerate(plan.create, first):
+            collect(Outcome(spec, OutcomeStatus.SKIPPED, index=i, note=stopped.note))
+    elif plan.create:
+
+        def shifted(_done: int, _total: int | None, outcome: Outcome) -> None:
+            collect(attrs.evolve(outcome, index=outcome.index + first))
+
+        await _bulk_create.bulk_create(ops, plan.create, on_progress=shifted, journal=journal)
+    outcomes.sort(key=lambda o: o.index)
+    return BulkReport(outcomes, elapsed=ops.clock() - started)

@@ -15,12 +15,12 @@ from typing import Final
 import anyio
 import httpx
 
-from . import _protocol
+from . import _protocol, _redirects, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
 from ._policy import RateGate, RetryPolicy
 
-__all__ = ["Response", "Transport"]
+__all__ = ["Redirected", "Response", "Transport"]
 
 logger: Final = logging.getLogger("tracker_links")
 
@@ -52,6 +52,11 @@ class Response:
         self._headers = headers if isinstance(headers, httpx.Headers) else None
         self._raw = headers
 
+    # Set on an answer that came after redirects (a moved issue), see :class:`Redirected`.
+    path: str | None = None  # the path below the base URL that answered
+    url: str | None = None  # the URL that answered
+    redirected_from: tuple[str, ...] = ()  # the URLs redirected from, in order
+
     @property
     def headers(self) -> httpx.Headers:
         if self._headers is None:
@@ -60,6 +65,21 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}, {len(self.content)} bytes>"
+
+
+class Redirected(Response):
+    """An answer that came after following redirects: where from, and which URL answered."""
+
+    __slots__ = ("path", "redirected_from", "url")
+
+    def __init__(self, answer: Response, path: str, url: str, moved: list[str]) -> None:
+        super().__init__(answer.status, answer._raw, answer.content)
+        self.path = path
+        self.url = url
+        self.redirected_from = tuple(moved)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} from {self.url}, {len(self.content)} bytes>"
 
 
 class Slots:
@@ -107,10 +127,24 @@ class Slots:
         self.release()
 
 
+class Counts:
+    """What a transport has sent so far, for a progress line: attempts, retries, 429s.
+
+    Plain integers bumped on the send path (no lock: one event loop); read them any time.
+    """
+
+    __slots__ = ("rate_limited", "requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0  # attempts sent (each retry counts again)
+        self.retries = 0  # attempts that are retries of an earlier one
+        self.rate_limited = 0  # answers of 429
+
+
 class UncertainError(TrackerError):
     """A write that may or may not have been applied (5xx, read timeout, dropped connection).
 
-    Raised only for non-idempotent requests sent with ``retry_uncertain=False``; the link
+    Raised only for requests sent with ``retry_uncertain=False`` (the writes); the link
     service turns it into a read-then-maybe-resend.
     """
 
@@ -155,10 +189,12 @@ class Transport:
             if direct is not None
             else None
         )
+        self._base = httpx.URL(self.base_url)
         self._timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout)
         self._headers = dict(headers) if headers else None
         self.limiter = Slots(max_concurrency)
         self.gate = rate
+        self.counts = Counts()
         self.retry = retry
         self.sleep = sleep
         self.clock = clock
@@ -189,18 +225,20 @@ class Transport:
     async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
         """Send ``req`` and return a 2xx answer, or raise the library's exception.
 
-        With ``retry_uncertain=False`` (creates, deletes), an answer whose effect is unknown (5xx, a
-        dropped connection, a read timeout) is raised at once as :class:`UncertainError`
+        With ``retry_uncertain=False`` (creates, deletes), an answer whose effect is unknown
+        (5xx, a dropped connection, a read timeout) is raised at once as :class:`UncertainError`
         instead of being re-sent; 429s and failures to connect are still retried, as they
         prove nothing was written.
         """
-        retry, clock = self.retry, self.clock
+        retry, clock, counts = self.retry, self.clock, self.counts
         started = clock()
         attempt = 0
         url = self.base_url + req.path
         debug = logger.isEnabledFor(logging.DEBUG)
+        moved: list[str] | None = None  # the URLs redirected from (a moved issue)
         while True:
             attempt += 1
+            counts.requests += 1
             status: int | None = None
             error: TrackerError
             retry_after: float | None = None
@@ -226,9 +264,17 @@ class Transport:
                             params=req.params or None,
                             content=req.body,
                             headers=self._headers,
+                            follow_redirects=False,  # followed here, same origin only
                         )
                         resp = Response(answer.status_code, answer.headers, answer.content)
                 except _NO_ANSWER as exc:
+                    if isinstance(exc, httpx.ConnectError):
+                        tls = _tls.permanent_failure(exc)
+                        if tls is not None:  # no retry fixes a certificate: fail at once
+                            message = _tls.describe(tls, httpx.URL(url).host)
+                            raise TransportError(
+                                message, method=req.method, url=url, connect_failed=True
+                            ) from exc
                     error = TransportError(
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         method=req.method,
@@ -259,8 +305,28 @@ class Transport:
                         )
                     if status < 400:
                         self.gate.on_accepted(now)
+                        if status >= 300 and status in _redirects.FOLLOWED:
+                            moved = moved or []
+                            location = resp.headers.get("location")
+                            req = _redirects.follow(
+                                self._base, req, url, status, location, len(moved)
+                            )
+                            moved.append(url)
+                            url = self.base_url + req.path
+                            logger.info(
+                                "%s %s moved (%d): sending to %s",
+                                req.method,
+                                moved[-1],
+                                status,
+                                url,
+                            )
+                            attempt = 0  # the same request, to the new URL: its own tries
+                            continue
+                        if moved:
+                            return Redirected(resp, req.path, url, moved)
                         return resp
                     if status == 429:
+                        counts.rate_limited += 1
                         retry_after = _protocol.parse_retry_after(
                             resp.headers.get("retry-after"), time.time()
                         )
@@ -283,6 +349,7 @@ class Transport:
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
             if delay is None:
                 raise final_error(error, attempt)
+            counts.retries += 1
             logger.warning(
                 "%s %s failed (%s), retry %d/%d in %.2fs",
                 req.method,

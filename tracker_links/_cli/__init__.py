@@ -1,7 +1,8 @@
 """The command-line tool ``tracker-links`` (also ``python -m tracker_links``).
 
 Commands: ``get``, ``link``, ``unlink``, ``types``, ``bulk-link``, ``queue-links``,
-``fake-server`` and ``demo``; ``tracker-links COMMAND --help`` describes each one.
+``sync``, ``apply``, ``fake-server`` and ``demo``; ``tracker-links COMMAND --help`` describes
+each one (``sync`` exits 3 when it planned changes it did not apply).
 
 Exit status: 0 all done; 1 some items failed; 2 bad usage, an input file that cannot be read
 or has no usable header, a missing credential, or an authentication failure (401/403);
@@ -32,7 +33,14 @@ from collections.abc import Sequence
 from typing import TextIO, cast
 
 from .._exceptions import AuthError, InvalidInputError, TrackerError
-from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG, UsageError
+from ._errors import (
+    CREDENTIALS_HINT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+)
 from ._output import UI, Redacting, logging_to_stderr
 from ._parser import EPILOG, add_options
 from ._setup import secrets
@@ -82,7 +90,7 @@ def _dispatch(argv: list[str]) -> int:
             "warning: a token given with --token is visible to other users in the process "
             "list; prefer the TRACKER_TOKEN environment variable"
         )
-    with logging_to_stderr(args.verbose):
+    with logging_to_stderr(args.verbose + getattr(args, "sub_verbose", 0)):
         try:
             code: int = args.func(args, ui)
             return code
@@ -98,10 +106,7 @@ def _dispatch(argv: list[str]) -> int:
                 return EXIT_USAGE
             if isinstance(error, AuthError):
                 ui.err(f"{PROG}: authentication failed: {error}")
-                ui.err(
-                    "check TRACKER_TOKEN / TRACKER_IAM_TOKEN and TRACKER_ORG_ID / "
-                    "TRACKER_CLOUD_ORG_ID"
-                )
+                ui.err(CREDENTIALS_HINT)
                 return EXIT_USAGE
             if isinstance(error, InvalidInputError):
                 ui.err(f"{PROG}: error: {error}")

@@ -1,9 +1,9 @@
-"""A bulk-link run: input rows into ``create_many``, outcomes into counts, a report, a summary."""
+"""A bulk run: input rows into ``create_many`` (or ``delete_many``), outcomes into counts, a
+report and a summary."""
 
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 from array import array
@@ -17,15 +17,24 @@ from .._client import TrackerClient
 from .._exceptions import AuthError, TrackerError
 from .._models import LinkSpec
 from .._reports import Outcome, OutcomeStatus
-from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from ._errors import (
+    CREDENTIALS_HINT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+)
 from ._input import LineCount, Row, count_items, open_input, read_rows
 from ._output import UI, clip, n
 from ._progress import Progress
-from ._setup import aclose, interruptible
+from ._setup import aclose, interruptible, service_counts
 
 __all__ = ["SHOWN", "BulkResult", "bulk_exit", "bulk_link", "check_writable", "print_bulk"]
 
 SHOWN: Final = 20  # failures listed at the end of a run; the rest are in a file
+CREATE_STATUSES: Final = ("created", "exists", "failed", "skipped")
+DELETE_STATUSES: Final = ("deleted", "absent", "failed", "skipped")
 PARTIAL: Final = {"partial": True, "reason": "interrupted"}
 """The last line of a ``--report`` file when the run was interrupted (Ctrl-C)."""
 
@@ -35,9 +44,6 @@ def spec_text(spec: object) -> str:
     if isinstance(spec, LinkSpec):
         return f"{spec.source} {spec.relationship.value} {spec.target}"
     return clip(repr(spec), 60)
-
-
-_ITEM_RE: Final = re.compile(r"input item (\d+)")
 
 
 @attrs.define
@@ -56,6 +62,7 @@ class BulkResult:
     journal: str | None
     lines: LineCount
     interrupted: bool = False
+    statuses: tuple[str, ...] = CREATE_STATUSES
 
 
 class _BulkSink:
@@ -94,12 +101,16 @@ class _BulkSink:
 
     def outcome(self, outcome: Outcome) -> None:
         """An outcome of the library, whose index maps back to a line of the input."""
-        line = self.lines[outcome.index]
-        record: dict[str, Any] = {"line": line}
-        for key, value in outcome.to_json().items():
-            if key == "index":
-                continue
-            record[key] = self._lines_in(value) if key in ("reason", "note") else value
+        record = outcome.to_json()  # "index" and "line", numbered as the journal numbers them
+        line = outcome.line if outcome.line is not None else self.lines[outcome.index]
+        record["line"] = line
+        first = outcome.repeat_of
+        if first is not None:  # say it with lines: users know the lines of their file
+            same = f"same link as line {self.lines[first]}"
+            if "reason" in record:
+                record["reason"] = f"{same}, which failed"
+            else:
+                record["note"] = same
         shown = None
         if not outcome.ok:
             reason = record.get("reason") or record.get("note") or outcome.status.value
@@ -107,17 +118,6 @@ class _BulkSink:
         if isinstance(outcome.error, AuthError) and self.auth is None:
             self.auth = outcome.error
         self._add(outcome.status, record, line, shown)
-
-    def _lines_in(self, text: object) -> object:
-        """Speak of lines, not of input items: users know the lines of their file."""
-        if not isinstance(text, str):
-            return text
-
-        def repl(m: re.Match[str]) -> str:
-            i = int(m.group(1))
-            return f"line {self.lines[i]}" if 0 <= i < len(self.lines) else m.group(0)
-
-        return _ITEM_RE.sub(repl, text).replace("an earlier input item", "an earlier line")
 
     def _add(
         self, status: OutcomeStatus, record: dict[str, Any], line: int, shown: str | None
@@ -152,19 +152,32 @@ class _BulkSink:
 
 
 async def _bulk_send(
-    client: TrackerClient, rows: Iterator[Row], sink: _BulkSink, journal: str | None
+    client: TrackerClient,
+    rows: Iterator[Row],
+    sink: _BulkSink,
+    journal: str | None,
+    *,
+    delete: bool,
 ) -> None:
-    """Feed the valid rows to ``create_many``, the bad ones straight to the sink."""
+    """Feed the valid rows to ``create_many`` (``delete_many``), the bad ones to the sink."""
 
-    def specs() -> Iterator[LinkSpec]:
+    def specs() -> Iterator[dict[str, Any]]:
+        # Mappings with the line, so that the library's outcomes and journal carry it too.
         for row in rows:
-            if row.spec is None:
+            spec = row.spec
+            if spec is None:
                 sink.bad_line(row)
             else:
                 sink.lines.append(row.line)
-                yield row.spec
+                yield {
+                    "source": spec.source,
+                    "target": spec.target,
+                    "relationship": spec.relationship,
+                    "line": row.line,
+                }
 
-    outcomes = client.links.create_many(specs(), journal=journal)
+    start = client.links.delete_many if delete else client.links.create_many
+    outcomes = start(specs(), journal=journal)
     try:
         async for outcome in outcomes:
             sink.outcome(outcome)
@@ -190,8 +203,12 @@ async def bulk_link(
     journal: str | None = None,
     report: str | None = None,
     description: str = "linking",
+    delete: bool = False,
 ) -> BulkResult:
-    """Read ``path`` and create its links; return what happened (no printing but progress)."""
+    """Read ``path`` and create (``delete``: delete) its links; return what happened.
+
+    Nothing is printed but the progress bar.
+    """
     if journal is not None:
         check_writable(journal, "journal")
     report_file: TextIO | None = None
@@ -205,13 +222,14 @@ async def bulk_link(
         with open_input(path) as stream:
             data = read_rows(stream, fmt, "stdin" if path == "-" else path)
             total = count_items(path, data.fmt) if ui.live else None
-            counters = [s.value for s in OutcomeStatus]
-            with Progress(ui, description, total, counters) as progress:
+            counters = DELETE_STATUSES if delete else CREATE_STATUSES
+            service = service_counts(client)
+            with Progress(ui, description, total, counters, service=service) as progress:
                 sink = _BulkSink(progress, report_file)
                 started = time.perf_counter()
                 try:
                     async with interruptible() as interrupt:
-                        await _bulk_send(client, data.rows, sink, journal)
+                        await _bulk_send(client, data.rows, sink, journal, delete=delete)
                 finally:
                     sink.close()
                 elapsed = time.perf_counter() - started
@@ -233,6 +251,7 @@ async def bulk_link(
         journal=journal,
         lines=data.count,
         interrupted=interrupt.interrupted,
+        statuses=counters,
     )
 
 
@@ -240,26 +259,24 @@ def print_bulk(
     ui: UI, result: BulkResult, *, title: str = "bulk-link", list_failures: bool = True
 ) -> None:
     """The summary of a run on stdout: counts, the first failures, where the rest are."""
+    if result.items == 0 and not result.interrupted:
+        ui.out(f"{title}: nothing to do: the input holds no data lines ({result.lines.text()})")
+        return
     c = result.counts
     rate = result.items / result.elapsed if result.elapsed > 0 else 0.0
     failed = n(c["failed"])
     if result.bad_lines:
-        failed += f"  ({n(result.bad_lines)} bad lines in the input)"
-    rows = [
-        ["created", n(c["created"])],
-        ["exists", n(c["exists"])],
-        ["failed", failed],
-        ["skipped", n(c["skipped"])],
+        lines = "bad line" if result.bad_lines == 1 else "bad lines"
+        failed += f"  ({n(result.bad_lines)} {lines} in the input)"
+    rows = [[s, failed if s == "failed" else n(c[s])] for s in result.statuses]
+    rows += [
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
     ui.table(["", ""], rows, title=title, show_header=False)
     ui.out(f"input: {result.lines.text()}")
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
-        ui.out(
-            "the batch stopped at the first 401/403; check TRACKER_TOKEN / TRACKER_IAM_TOKEN "
-            "and TRACKER_ORG_ID / TRACKER_CLOUD_ORG_ID"
-        )
+        ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
     if result.problems and not list_failures:
         ui.out(f"failures: the same {n(result.problems)} as above")
     elif result.problems:

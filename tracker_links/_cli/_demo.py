@@ -28,7 +28,7 @@ from ._export import LinkWriter, QueueExport, cycle_lines, export_queue, mermaid
 from ._input import FIELDS
 from ._output import UI, n
 from ._progress import Progress
-from ._setup import DEMO_CONCURRENCY, need_fake
+from ._setup import DEMO_CONCURRENCY, need_fake, service_counts
 from ._setup import run as run_async
 
 __all__ = ["run"]
@@ -299,7 +299,10 @@ async def _demo(
         with open(export_path, "w", encoding="utf-8", newline="") as f:  # noqa: ASYNC230
             writer = LinkWriter("csv", f)
             t3 = time.perf_counter()
-            with Progress(ui, "reading links", issues, ["links", "failed"]) as progress:
+            service = service_counts(client)
+            with Progress(
+                ui, "reading links", issues, ["links", "failed"], service=service
+            ) as progress:
                 export = QueueExport(writer, progress)
                 await export_queue(client, "DEMO", None, export)
             writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "CREDENTIALS_HINT",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -19,6 +20,10 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 
 PROG: Final = "tracker-links"
+
+CREDENTIALS_HINT: Final = (
+    "check TRACKER_TOKEN / TRACKER_IAM_TOKEN and TRACKER_ORG_ID / TRACKER_CLOUD_ORG_ID"
+)
 
 
 class UsageError(Exception):

@@ -49,7 +49,7 @@ class LinkRow:
     target: str
     link_id: int | str
     type: str
-    direction: str | None = None  # only for a link type the library does not know
+    direction: str  # as the source issue's links show it (outward for every known type)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -58,9 +58,8 @@ class LinkRow:
             "target": self.target,
             "link_id": self.link_id,
             "type": self.type,
+            "direction": self.direction,
         }
-        if self.direction is not None:
-            out["direction"] = self.direction
         return out
 
 
@@ -80,7 +79,8 @@ def _export_row(key: str, link: Link) -> tuple[tuple[str, str, str], LinkRow]:
         source, target, rel = other, key, rel.inverse
     if rel is Relationship.RELATES and natural_key(target) < natural_key(source):
         source, target = target, source
-    return (rel.type_id, source, target), LinkRow(source, rel.value, target, link.id, rel.type_id)
+    row = LinkRow(source, rel.value, target, link.id, rel.type_id, rel.direction.value)
+    return (rel.type_id, source, target), row
 
 
 def mermaid_id(key: str) -> str:
@@ -110,9 +110,8 @@ class LinkWriter:
             stream.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
         elif self._csv is not None:
             self._csv.writerow(
-                [row.source, row.relationship, row.target, row.link_id, row.type,
-                 row.direction or ""]
-            )  # fmt: skip
+                [row.source, row.relationship, row.target, row.link_id, row.type, row.direction]
+            )
         elif fmt == "dot":
             extra = ", dir=none" if row.relationship == Relationship.RELATES.value else ""
             stream.write(

@@ -349,15 +349,18 @@ def open_input(path: str) -> Iterator[TextIO]:
 
 
 def count_items(path: str, fmt: str) -> int | None:
-    """How many data lines a file holds (for the progress bar's total and ETA)."""
+    """How many items (valid or bad lines) the file holds, read as the run will read it.
+
+    The progress bar's total: the same reader, so the bar ends where the counters do (a
+    quoted field across lines, blank lines and the header are not items).
+    """
     if path == "-":
         return None
     try:
-        with open(path, "rb") as f:
-            count = sum(1 for line in f if line.strip())
-    except OSError:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+            return sum(1 for _ in read_rows(f, fmt, path).rows)
+    except (OSError, UsageError):
         return None
-    return max(0, count - 1) if fmt == "csv" else count
 
 
 def done_in_journal(path: str) -> set[bytes]:

@@ -13,6 +13,7 @@ from ._setup import DEFAULT_CONCURRENCY, DEMO_CONCURRENCY
 __all__ = [
     "EPILOG",
     "Command",
+    "exit_statuses",
     "add_command",
     "add_options",
     "fraction",
@@ -62,14 +63,20 @@ credentials (environment):
   TRACKER_BASE_URL                          default https://api.tracker.yandex.net
 """
 
-EPILOG: Final = (
-    _ENVIRONMENT
-    + """
-exit status:
-  0  all done
-  1  some items failed (each is listed with its reason)
-  2  bad usage, an unreadable input file, a missing credential, or a 401/403
-"""
+_USAGE_OR_AUTH: Final = "  2    bad usage, a missing credential, or a 401/403\n"
+
+
+def exit_statuses(failed: str | None, usage: str = _USAGE_OR_AUTH) -> str:
+    """The epilog of a command: the environment, then the exit statuses it can return."""
+    one = f"  1    {failed}\n" if failed else ""
+    return (
+        f"{_ENVIRONMENT}\nexit status:\n  0    all done\n{one}{usage}  130  interrupted (Ctrl-C)\n"
+    )
+
+
+EPILOG: Final = exit_statuses(
+    "some items failed (each is listed with its reason), or a request failed",
+    "  2    bad usage, an unreadable input file, a missing credential, or a 401/403\n",
 )
 
 
@@ -92,7 +99,13 @@ def _add_speed(parser: argparse.ArgumentParser, default: Callable[[object], obje
 
 
 def add_options(
-    parser: argparse.ArgumentParser, *, sub: bool, connect: bool = True, speed: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    sub: bool,
+    connect: bool = True,
+    speed: bool = True,
+    quiet_help: str = "no progress bar (there is none anyway when stderr is not a terminal)",
+    verbose_help: str = "log retries and rate changes (-vv: every request)",
 ) -> None:
     """The options every command shares; on a subcommand they do not reset the main ones."""
 
@@ -124,6 +137,13 @@ def add_options(
             help="instead of TRACKER_CLOUD_ORG_ID",
         )
         group.add_argument(
+            "--ca-bundle",
+            metavar="PATH",
+            default=default(None),
+            help="trust the CAs of PATH (a PEM bundle, or a directory of hashed certificates): "
+            "a corporate proxy or private CA (SSL_CERT_FILE works too)",
+        )
+        group.add_argument(
             "--timeout",
             metavar="S",
             type=positive_float,
@@ -138,14 +158,17 @@ def add_options(
         "--quiet",
         action="store_true",
         default=default(False),
-        help="no progress bar (there is none anyway when stderr is not a terminal)",
+        help=quiet_help,
     )
     out.add_argument(
         "-v",
         "--verbose",
         action="count",
-        default=default(0),
-        help="log retries and rate changes (-vv: every request)",
+        # A subcommand counts apart (argparse gives it a namespace of its own): main adds both,
+        # so `tracker-links -v get -v` is -vv.
+        dest="sub_verbose" if sub else "verbose",
+        default=0,
+        help=verbose_help,
     )
 
 
@@ -160,6 +183,7 @@ def add_command(
     speed: bool = True,
     usage: str | None = None,
     epilog: str | None = None,
+    **option_help: str,
 ) -> argparse.ArgumentParser:
     """Add the subcommand ``name`` with the shared options; ``run`` runs it."""
     p = commands.add_parser(
@@ -171,7 +195,7 @@ def add_command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    add_options(p, sub=True, connect=connect, speed=speed)
+    add_options(p, sub=True, connect=connect, speed=speed, **option_help)
     p.set_defaults(func=run)
     return p
 

@@ -27,6 +27,7 @@ __all__ = [
     "need_fake",
     "run",
     "secrets",
+    "service_counts",
 ]
 
 DEFAULT_CONCURRENCY: Final = 16
@@ -88,10 +89,22 @@ def make_client(
         )
     if args.base_url:
         overrides["base_url"] = args.base_url
+    if args.ca_bundle:
+        overrides["verify"] = args.ca_bundle
     try:
         return TrackerClient.from_env(**overrides)
     except InvalidInputError as exc:
         raise UsageError(str(exc)) from None
+
+
+def service_counts(client: TrackerClient) -> Callable[[], tuple[int, int, int]]:
+    """Requests sent, retries and 429 answers of ``client`` so far, for the progress line."""
+    counts = client._transport.counts  # the CLI is part of the library: it may look inside
+
+    def read() -> tuple[int, int, int]:
+        return counts.requests, counts.retries, counts.rate_limited
+
+    return read
 
 
 def run(fn: Callable[[], Any]) -> Any:

@@ -13,25 +13,30 @@
         ...
 
 The pytest plugin (installed with the package) provides the ``fake_tracker`` and
-``fake_tracker_url`` fixtures.
+``fake_tracker_url`` fixtures. The names below are imported on first use, so that loading the
+plugin imports nothing heavy.
 """
 
-from ._context import Clock
-from ._fake import FakeTracker, TrackerState
-from ._limits import (
-    FixedWindow,
-    InFlightCap,
-    Limit,
-    Schedule,
-    SlidingWindow,
-    TokenBucket,
-    parse_limit,
-)
-from ._payloads import API_URL, Reply
-from ._pipeline import Sleep
-from ._stats import FakeStats
-from ._store import FakeIssue, StoredLink
-from ._transport import FakeTransport
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._context import Clock
+    from ._fake import FakeTracker, TrackerState
+    from ._limits import (
+        FixedWindow,
+        InFlightCap,
+        Limit,
+        Schedule,
+        SlidingWindow,
+        TokenBucket,
+        parse_limit,
+    )
+    from ._payloads import API_URL, Reply
+    from ._pipeline import Sleep
+    from ._stats import FakeStats
+    from ._store import FakeIssue, StoredLink
+    from ._transport import FakeTransport
 
 __all__ = [
     "API_URL",
@@ -52,3 +57,41 @@ __all__ = [
     "TrackerState",
     "parse_limit",
 ]
+
+_HOME = {
+    "Clock": "_context",
+    "FakeTracker": "_fake",
+    "TrackerState": "_fake",
+    **dict.fromkeys(
+        (
+            "FixedWindow",
+            "InFlightCap",
+            "Limit",
+            "Schedule",
+            "SlidingWindow",
+            "TokenBucket",
+            "parse_limit",
+        ),
+        "_limits",
+    ),
+    "API_URL": "_payloads",
+    "Reply": "_payloads",
+    "Sleep": "_pipeline",
+    "FakeStats": "_stats",
+    "FakeIssue": "_store",
+    "StoredLink": "_store",
+    "FakeTransport": "_transport",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

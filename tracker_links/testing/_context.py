@@ -42,7 +42,10 @@ class Context:
 
     def wall_now(self) -> datetime:
         """The fake's wall-clock time now, in UTC."""
-        now = self.clock()
+        return self.wall_at(self.clock())
+
+    def wall_at(self, now: float) -> datetime:
+        """The wall-clock time (UTC) at the reading ``now`` of the fake's clock."""
         if self._clock0 is None:
             self._clock0 = now
         return self.started_at + timedelta(seconds=now - self._clock0)

@@ -10,16 +10,18 @@ read and written through to the part that uses it.
 from __future__ import annotations
 
 import contextlib
+import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._auth import Auth
 from ._context import Clock, Context
 from ._faults import Faults, LimitSetting
+from ._knob import Knob as _Knob
 from ._links import LinkRoutes
 from ._payloads import FakeRelationship, Reply
 from ._pipeline import Pipeline, Sleep
@@ -35,32 +37,6 @@ if TYPE_CHECKING:
     from ._app import FakeASGIApp
 
 __all__ = ["FakeTracker", "Sleep", "TrackerState"]
-
-_T = TypeVar("_T")
-
-
-class _Knob(Generic[_T]):
-    """A knob of the fake that lives on one of its parts: read and written through."""
-
-    def __init__(self, part: str) -> None:
-        self.part = part
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> _Knob[_T]: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> _T: ...
-    def __get__(self, obj: object | None, owner: type) -> _T | _Knob[_T]:
-        if obj is None:
-            return self
-        value: _T = getattr(getattr(obj, self.part), self.name)
-        return value
-
-    def __set__(self, obj: object, value: _T) -> None:
-        setattr(getattr(obj, self.part), self.name, value)
 
 
 def _started_at(value: datetime | str | None) -> datetime | None:
@@ -131,7 +107,7 @@ class FakeTracker:
     drop_after_write: _Knob[float] = _Knob("_faults")
     list_lag: _Knob[float] = _Knob("_links")
     duplicate_status: _Knob[int | None] = _Knob("_links")
-    forbidden_queues: _Knob[Set[str]] = _Knob("_links")
+    forbidden_queues: _Knob[Iterable[str]] = _Knob("_links")
     import_forbidden: _Knob[bool] = _Knob("_links")
     clone_on_create: _Knob[bool] = _Knob("_links")
     malformed_search: _Knob[float] = _Knob("_search")
@@ -159,7 +135,7 @@ class FakeTracker:
         duplicate_status: int | None = 422,
         token: str | None = None,
         users: Mapping[str, str] | None = None,
-        forbidden_queues: Set[str] = frozenset(),
+        forbidden_queues: Iterable[str] = frozenset(),
         import_forbidden: bool = False,
         clone_on_create: bool = False,
         malformed_search: float = 0.0,
@@ -235,12 +211,12 @@ class FakeTracker:
         self._ctx.set_clock(value)
 
     @property
-    def random(self) -> Any:
-        """The one source of randomness of every knob (a ``random.Random`` seeded by ``seed``)."""
+    def random(self) -> random.Random:
+        """The one source of randomness of every knob (seeded by ``seed``)."""
         return self._ctx.random
 
     @random.setter
-    def random(self, value: Any) -> None:
+    def random(self, value: random.Random) -> None:
         self._ctx.random = value
 
     @property

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Set
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from typing import Any, Final
 
 from ._context import Context
@@ -56,7 +56,7 @@ def _stamp(data: Mapping[str, Any], name: str) -> datetime | Reply | None:
     if not isinstance(raw, str) or not _STAMP_RE.fullmatch(raw):
         return error(400, f"Invalid {name} {raw!r}: expected YYYY-MM-DDThh:mm:ss.sss±hhmm")
     try:
-        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S.%f%z")
+        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(timezone.utc)
     except ValueError:
         return error(400, f"Invalid {name} {raw!r}: not a date")
 
@@ -89,7 +89,7 @@ class LinkRoutes:
         *,
         duplicate_status: int | None = 422,
         list_lag: float = 0.0,
-        forbidden_queues: Set[str] = frozenset(),
+        forbidden_queues: Iterable[str] = frozenset(),
         import_forbidden: bool = False,
         clone_on_create: bool = False,
     ) -> None:
@@ -112,7 +112,7 @@ class LinkRoutes:
         return self._forbidden
 
     @forbidden_queues.setter
-    def forbidden_queues(self, value: Set[str]) -> None:
+    def forbidden_queues(self, value: Iterable[str]) -> None:
         if isinstance(value, str):
             raise TypeError("forbidden_queues must be a set of queue keys, not one string")
         self._forbidden = frozenset(value)
@@ -165,10 +165,11 @@ class LinkRoutes:
             )
         if target is source:
             return error(422, "An issue cannot be linked to itself")
-        refused = self._refused(source, target)
-        if refused is not None:
-            self.ctx.stats.forbidden += 1
-            return refused
+        if self._forbidden:
+            refused = self._refused(source, target)
+            if refused is not None:
+                self.ctx.stats.forbidden += 1
+                return refused
         key = canon(source, target, rel_text)
         stats = self.ctx.stats
         if store.by_canon.get(key):

@@ -12,7 +12,10 @@ arguments go to the constructor::
     @pytest.mark.fake_tracker(fail_rate=0.2, queues={"PROJ": 10})
     async def test_survives_failures(fake_tracker): ...
 
-Nothing heavy is imported, and no server started, unless a test asks for these fixtures.
+Nothing heavy is imported (no httpx, no cattrs, nothing of the library), and no server
+started, unless a test asks for these fixtures: the plugin is loaded by every pytest run of a
+project that installs the package. ``pytest -p no:tracker_links`` switches it off. The fixtures
+are synchronous, so they serve tests run by anyio's plugin and by pytest-asyncio alike.
 """
 
 from __future__ import annotations
@@ -53,6 +56,17 @@ def fake_tracker(request: pytest.FixtureRequest) -> FakeTracker:
 
 @pytest.fixture
 def fake_tracker_url(fake_tracker: FakeTracker) -> Iterator[str]:
-    """The ``fake_tracker`` served over loopback HTTP: its base URL, for the test's duration."""
+    """The ``fake_tracker`` served over loopback HTTP: its base URL, for the test's duration.
+
+    Needs uvicorn, the ``fake`` extra: ``pip install 'tracker-links[fake]'``.
+    """
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        pytest.fail(
+            "the fake_tracker_url fixture serves the fake over HTTP with uvicorn, which is not "
+            "installed: pip install 'tracker-links[fake]'",
+            pytrace=False,
+        )
     with fake_tracker.serve() as base_url:
         yield base_url

@@ -11,7 +11,7 @@ import bisect
 import hashlib
 import re
 from collections.abc import Callable, ItemsView, Iterator, Mapping, ValuesView
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -358,17 +358,18 @@ class Store:
     ) -> LinkRec:
         link_id = self.next_link_id
         self.next_link_id += 1
+        tick = self.ctx.clock()
         link = StoredLink(
             id=link_id,
             source=source.key,
             target=target.key,
             relationship=rel,
-            created_at=self.ctx.wall_now() if created_at is None else created_at,
+            created_at=self.ctx.wall_at(tick) if created_at is None else created_at,
             created_by=created_by,
             updated_at=updated_at,
             updated_by=updated_by,
         )
-        rec = LinkRec(link, source, target, key, self.ctx.clock(), rel_text(rel))
+        rec = LinkRec(link, source, target, key, tick, rel_text(rel))
         self.recs[link_id] = rec
         self.by_canon.setdefault(key, []).append(link_id)
         source.links[link_id] = None
@@ -407,7 +408,8 @@ class Store:
             if refuse_duplicates and self.by_canon.get(key):
                 raise ValueError(f"{src.key} {rel_text(rel)} {dst.key}: the link already exists")
             by = ROBOT_LOGIN if created_by is None else created_by
-            return self.store(src, dst, rel, key, by, created_at).link
+            at = None if created_at is None else created_at.astimezone(timezone.utc)
+            return self.store(src, dst, rel, key, by, at).link
 
     def links_of(self, issue: str) -> list[StoredLink]:
         with self.ctx.lock:

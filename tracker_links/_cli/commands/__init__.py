@@ -5,8 +5,32 @@ The order here is the order of ``tracker-links --help``.
 
 from __future__ import annotations
 
-from . import bulk_link, demo, fake_server, get, link, queue_links, types, unlink
+from . import (
+    apply,
+    bulk_link,
+    bulk_unlink,
+    demo,
+    fake_server,
+    get,
+    link,
+    queue_links,
+    sync,
+    types,
+    unlink,
+)
 
 __all__ = ["COMMANDS"]
 
-COMMANDS = (get, link, unlink, types, bulk_link, queue_links, fake_server, demo)
+COMMANDS = (
+    get,
+    link,
+    unlink,
+    types,
+    bulk_link,
+    bulk_unlink,
+    queue_links,
+    sync,
+    apply,
+    fake_server,
+    demo,
+)

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import sys
-from collections import Counter
-from typing import Any, TextIO
 
-from .._bulk_run import SHOWN, BulkResult, bulk_exit, bulk_link, print_bulk
-from .._errors import EXIT_FAILED, EXIT_OK, UsageError
-from .._input import FIELDS, done_in_journal, open_input, read_rows
-from .._output import UI, clip, n
+from .._bulk_run import BulkResult, bulk_exit, bulk_link, print_bulk
+from .._dry_run import dry_run
+from .._output import UI
 from .._parser import add_command
 from .._setup import make_client
 from .._setup import run as run_async
 
-__all__ = ["register", "run"]
+__all__ = ["add_file_options", "register", "run"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +29,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "it are read on their own.",
         run=run,
     )
+    add_file_options(p, "sent")
+
+
+def add_file_options(p: argparse.ArgumentParser, sent: str) -> None:
+    """FILE, --format, --journal, --report and --dry-run (bulk-link, bulk-unlink)."""
     p.add_argument("file", metavar="FILE", help="the input file, or - for stdin")
     p.add_argument(
         "--format", choices=("auto", "csv", "jsonl"), default="auto",
@@ -52,13 +51,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate and de-duplicate the input, print what would be sent, send nothing",
+        help=f"validate and de-duplicate the input, send nothing; print to stdout what would "
+        f"be {sent} (as CSV or JSON Lines, like the input), a blank line, then the summary",
     )
 
 
 def run(args: argparse.Namespace, ui: UI) -> int:
     if args.dry_run:
-        return _dry_run(ui, args)
+        return dry_run(ui, args)
 
     async def send() -> BulkResult:
         async with make_client(args) as client:
@@ -69,70 +69,3 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     result: BulkResult = run_async(send)
     print_bulk(ui, result)
     return bulk_exit(result)
-
-
-def _dry_run(ui: UI, args: argparse.Namespace) -> int:
-    """Validate and de-duplicate the input; print what would be sent; send nothing."""
-    done = done_in_journal(args.journal) if args.journal else set()
-    first: dict[bytes, int] = {}
-    counts: Counter[str] = Counter()
-    shown: list[str] = []
-    bad = 0
-    report: TextIO | None = None
-    if args.report:
-        try:
-            report = open(args.report, "w", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(f"cannot write the report {args.report}: {exc.strerror}") from None
-    try:
-        with open_input(args.file) as stream:
-            name = "stdin" if args.file == "-" else args.file
-            data = read_rows(stream, args.format, name)
-            writer = csv.writer(sys.stdout, lineterminator="\n") if data.fmt == "csv" else None
-            if writer is not None:
-                writer.writerow(FIELDS)
-            for row in data.rows:
-                record: dict[str, Any] = {"line": row.line}
-                if row.spec is None:
-                    bad += 1
-                    if len(shown) < SHOWN:
-                        shown.append(f"line {row.line}: {clip(row.raw, 60)!r}: {row.reason}")
-                    record.update(status="failed", input=row.raw, reason=row.reason)
-                else:
-                    spec = row.spec
-                    record.update(spec.as_dict())
-                    key = spec.digest
-                    if key in done:
-                        counts["journal"] += 1
-                        record.update(status="exists", note="already done in the journal")
-                    elif key in first:
-                        counts["repeat"] += 1
-                        record.update(status="exists", note=f"same link as line {first[key]}")
-                    else:
-                        first[key] = row.line
-                        counts["send"] += 1
-                        record["status"] = "send"
-                        if writer is not None:
-                            writer.writerow([spec.source, spec.relationship.value, spec.target])
-                        else:
-                            print(json.dumps(spec.as_dict(), ensure_ascii=False), file=sys.stdout)
-                if report is not None:
-                    report.write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        if report is not None:
-            report.close()
-    rows_out = [
-        ["would send", n(counts["send"])],
-        ["repeats", f"{n(counts['repeat'])}  (the same link earlier in the input)"],
-        ["in the journal", f"{n(counts['journal'])}  (already done)"],
-        ["bad lines", n(bad)],
-    ]
-    ui.table(["", ""], rows_out, title="dry run: nothing was sent", stream=sys.stderr,
-             show_header=False)  # fmt: skip
-    ui.err(f"input: {data.count.text()}")
-    if bad:
-        more = f"first {SHOWN} of {n(bad)}, " if bad > SHOWN else ""
-        ui.err(f"bad lines ({more}by line):")
-        for text in shown:
-            ui.err(f"  {text}")
-    return EXIT_FAILED if bad else EXIT_OK

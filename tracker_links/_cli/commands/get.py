@@ -9,10 +9,10 @@ from typing import Any
 from ..._exceptions import AuthError, InvalidInputError
 from ..._models import Link, validate_key
 from ..._reports import LinksReport
-from .._errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from .._errors import CREDENTIALS_HINT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, UsageError
 from .._export import target_key
 from .._output import UI
-from .._parser import add_command
+from .._parser import add_command, exit_statuses
 from .._setup import make_client
 from .._setup import run as run_async
 
@@ -21,7 +21,12 @@ __all__ = ["register", "run"]
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add_command(
-        commands, "get", "the links of issues", "Print the links of each issue.", run=run
+        commands,
+        "get",
+        "the links of issues",
+        "Print the links of each issue.",
+        run=run,
+        epilog=exit_statuses("an issue could not be read (such as a 404; each is listed)"),
     )
     p.add_argument("keys", nargs="+", metavar="KEY", help="an issue key such as PROJ-12")
     p.add_argument("--json", action="store_true", help="JSON Lines: one link per line")
@@ -87,5 +92,6 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             if isinstance(error, AuthError):
                 auth = error
     if auth is not None:
+        ui.err(f"{PROG}: authentication failed: {CREDENTIALS_HINT}")
         return EXIT_USAGE
     return EXIT_FAILED if report.failed else EXIT_OK

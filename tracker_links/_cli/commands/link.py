@@ -9,7 +9,7 @@ from ..._models import Link, LinkSpec, Relationship
 from .._bulk_run import spec_text
 from .._errors import EXIT_OK, UsageError
 from .._output import UI
-from .._parser import add_command, usage
+from .._parser import add_command, exit_statuses, usage
 from .._setup import make_client
 from .._setup import run as run_async
 
@@ -26,6 +26,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "A link that exists already is not an error (exit 0).",
         run=run,
         usage=usage("link", "SOURCE RELATIONSHIP TARGET"),
+        epilog=exit_statuses("the request failed (such as a missing issue: 404)"),
     )
     p.add_argument("words", nargs="+", metavar="SOURCE RELATIONSHIP TARGET", help=argparse.SUPPRESS)
 

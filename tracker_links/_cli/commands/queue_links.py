@@ -14,7 +14,7 @@ from .._export import FORMATS, LinkWriter, QueueExport, cycle_lines, export_queu
 from .._output import UI, n
 from .._parser import add_command, usage
 from .._progress import Progress
-from .._setup import make_client
+from .._setup import make_client, service_counts
 from .._setup import run as run_async
 
 __all__ = ["register", "run"]
@@ -63,14 +63,16 @@ def run(args: argparse.Namespace, ui: UI) -> int:
     started = time.perf_counter()
     try:
         writer = LinkWriter(fmt, data_stream) if fmt is not None and data_stream else None
-        with Progress(ui, "reading links", None, ["links", "failed"]) as progress:
-            export = QueueExport(writer, progress)
 
-            async def read() -> None:
-                async with make_client(args) as client:
+        async def read() -> QueueExport:
+            async with make_client(args) as client:
+                service = service_counts(client)
+                with Progress(ui, "reading links", None, ["links", "failed"], service=service) as p:
+                    export = QueueExport(writer, p)
                     await export_queue(client, args.queue, args.query, export)
+            return export
 
-            run_async(read)
+        export: QueueExport = run_async(read)
         if writer is not None:
             writer.close()
     finally:

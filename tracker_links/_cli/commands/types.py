@@ -8,7 +8,7 @@ import json
 from ..._models import Direction, LinkType, relationship_of
 from .._errors import EXIT_OK
 from .._output import UI
-from .._parser import add_command
+from .._parser import add_command, exit_statuses
 from .._setup import make_client
 from .._setup import run as run_async
 
@@ -17,7 +17,12 @@ __all__ = ["register", "run"]
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add_command(
-        commands, "types", "the link types", "List the organization's link types.", run=run
+        commands,
+        "types",
+        "the link types",
+        "List the organization's link types.",
+        run=run,
+        epilog=exit_statuses("the request failed (the service did not answer after retries)"),
     )
     p.add_argument("--json", action="store_true", help="JSON Lines")
 
