@@ -9,8 +9,8 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -29,6 +29,7 @@ __all__ = [
     "Request",
     "create_link",
     "create_request",
+    "decode_answer",
     "decode_json",
     "delete_link",
     "error_for",
@@ -45,6 +46,8 @@ __all__ = [
     "search_scroll",
     "total_header",
 ]
+
+T = TypeVar("T")
 
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
@@ -228,6 +231,27 @@ def search_page_of(data: Any, headers: Mapping[str, str]) -> SearchPage:
 def decode_json(content: bytes) -> Any:
     """The JSON of an answer; ``ValueError`` if it is not JSON."""
     return json.loads(content)
+
+
+def decode_answer(
+    req: Request,
+    status: int,
+    content: bytes,
+    fn: Callable[[Any], T],
+    what: str,
+    base_url: str,
+) -> T:
+    """``fn`` of an answer's JSON; anything malformed is a :class:`TrackerError` naming the
+    request (method, URL) and the status, never a ``KeyError``/``TypeError``/``ValueError``."""
+    try:
+        return fn(json.loads(content))
+    except Exception as exc:  # a malformed answer is a protocol error, not a crash
+        raise TrackerError(
+            f"malformed answer: could not read the {what}: {type(exc).__name__}: {exc}"[:500],
+            status_code=status,
+            method=req.method,
+            url=base_url + req.path,
+        ) from exc
 
 
 def _messages(content: bytes) -> list[str]:

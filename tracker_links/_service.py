@@ -8,8 +8,6 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
-import anyio
-
 from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
 from ._bulk_create import SpecInput
 from ._bulk_delete import DeleteInput
@@ -18,6 +16,7 @@ from ._exceptions import ConflictError, NotFoundError, TrackerError
 from ._models import Link, LinkSpec, LinkType, Relationship
 from ._ops import Created, Ops, Unresolved
 from ._plan import Plan
+from ._provenance import Provenance
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
 from ._streams import Stream
 from ._transport import Response, Transport, UncertainError
@@ -27,10 +26,6 @@ __all__ = ["LinkService"]
 T = TypeVar("T")
 
 logger: Final = logging.getLogger("tracker_links")
-
-# How far the service's clock may run behind ours: a link whose createdAt is earlier than the
-# first attempt by more than this was there before it.
-_CLOCK_SKEW: Final = 2.0
 
 # After the service refused a create as a duplicate, the link may not be listed yet (its
 # search index lags a second or two): read again after these pauses before giving up.
@@ -47,13 +42,12 @@ class LinkService:
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
         self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
-        self._myself: frozenset[str] | None = None
-        self._myself_lock = anyio.Lock()
+        self._provenance = Provenance(transport)
         # What the bulk engines may call: these few methods, not the service's insides.
         self._ops = Ops(
             create=self._create,
             get=self.get,
-            judge=self._judge,
+            judge=self._provenance.judge,
             search=self._search,
             concurrency=transport.limiter.total,
             clock=transport.clock,
@@ -145,7 +139,7 @@ class LinkService:
                 except TrackerError as find_error:
                     raise Unresolved(exc.cause if delay is None else find_error, attempts) from None
                 if existing is not None:
-                    made, how = await self._judge(existing, since)
+                    made, how = await self._provenance.judge(existing, since)
                     return Created(existing, attempts, made, how)
                 if delay is None:
                     raise exc.cause from None
@@ -155,49 +149,10 @@ class LinkService:
                 if existing is None:
                     raise
                 if uncertain:  # an earlier attempt of ours may be the one that landed
-                    made, how = await self._judge(existing, since)
+                    made, how = await self._provenance.judge(existing, since)
                     return Created(existing, attempts, made, how)
                 return Created(existing, attempts, False, None, exc)
             return Created(self._decode(req, resp, structure_link, "link"), attempts)
-
-    async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
-        """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
-        lost, was made by that attempt; and what the decision rests on.
-
-        It was not when its ``createdAt`` predates the attempt (allowing ``_CLOCK_SKEW`` for the
-        service's clock) or when another user made it (``createdBy`` against ``/v2/myself``).
-        """
-        created_at = link.created_at
-        if created_at is not None and created_at.timestamp() < since - _CLOCK_SKEW:
-            return False, "created_at"
-        checked = ["created_at"] if created_at is not None else []
-        by = link.created_by
-        if by is not None and by.id is not None:
-            me = await self._me()
-            if me:
-                if str(by.id) not in me:
-                    return False, "created_by"
-                checked.append("created_by")
-        return True, "+".join(checked) or "read_back"
-
-    async def _me(self) -> frozenset[str]:
-        """The ids of the token's own user (``GET /v2/myself``), fetched once per client.
-
-        Empty when the service would not say: then ``createdBy`` is not checked.
-        """
-        if self._myself is None:
-            async with self._myself_lock:
-                if self._myself is None:
-                    try:
-                        req = _protocol.myself()
-                        resp = await self._transport.send(req)
-                        self._myself = self._decode(req, resp, _protocol.user_ids, "user")
-                    except TrackerError as exc:
-                        logger.warning(
-                            "cannot tell the token's user (%s): createdBy unchecked", exc
-                        )
-                        self._myself = frozenset()
-        return self._myself
 
     async def _find(self, spec: LinkSpec) -> Link | None:
         for link in await self.get(spec.source):
@@ -323,17 +278,9 @@ class LinkService:
     def _decode(
         self, req: _protocol.Request, resp: Response, fn: Callable[[Any], T], what: str
     ) -> T:
-        """``fn`` of the answer's JSON; anything malformed is a :class:`TrackerError` naming the
-        request, never a ``KeyError``/``TypeError``/``ValueError`` escaping."""
-        try:
-            return fn(_protocol.decode_json(resp.content))
-        except Exception as exc:  # a malformed answer is a protocol error, not a crash
-            raise TrackerError(
-                f"malformed answer: could not read the {what}: {type(exc).__name__}: {exc}"[:500],
-                status_code=resp.status,
-                method=req.method,
-                url=self._transport.base_url + req.path,
-            ) from exc
+        return _protocol.decode_answer(
+            req, resp.status, resp.content, fn, what, self._transport.base_url
+        )
 
     # --- bulk ------------------------------------------------------------------------------
 
