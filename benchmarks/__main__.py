@@ -1,6 +1,8 @@
 """``python -m benchmarks [--quick] [--out DIR] [--scenarios 1,2,...] [--peers ...] [--profile]``.
 
-Runs the six scenarios of issue 7, prints a Markdown table with PASS/MISS per target, and
+Runs the six scenarios of issue 7 (and 7: issue 16's rate-limit shapes in virtual time, see
+:mod:`benchmarks.shapes`; its table goes to ``shapes.md``), prints a Markdown table with
+PASS/MISS per target, and
 writes ``latest.md``, ``<date>.json`` (and ``latest.png`` when matplotlib is installed) to
 ``benchmarks/results/`` (``--quick`` writes to a temporary directory unless ``--out`` is given,
 so a smoke run never replaces the published results).
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
     ap.add_argument("--quick", action="store_true", help="tiny N, few peers: a smoke run")
     ap.add_argument("--out", type=Path, help="directory for latest.md and the JSON")
-    ap.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated, e.g. 1,2")
+    ap.add_argument("--scenarios", default="1,2,3,4,5,6,7", help="comma-separated, e.g. 1,2")
     ap.add_argument("--peers", default=",".join(ALL_PEERS), help="comma-separated peer names")
     ap.add_argument("--n", type=int, help="one N for scenarios 1, 2 and 4 (e.g. 10000)")
     ap.add_argument("--n-rate", type=int, help="N for scenario 3 (default 4,000: 20 s a peer)")
@@ -215,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
             or f"wall {result.get('wall', 0):.2f}s cpu {result.get('cpu', 0):.2f}s"
         )
         print(f"  {i:2}/{len(runs)} {run.describe()}: {status} ({took:.0f}s)", flush=True)
+    if "7" in scenarios:
+        from .shapes import table
+
+        t0 = time.perf_counter()
+        shapes = table(100 if sizes.quick else sizes.n, 1 if sizes.quick else 3)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "shapes.md").write_text(shapes + "\n", encoding="utf-8")
+        print(f"  [7] rate-limit shapes ({time.perf_counter() - t0:.0f}s):\n{shapes}", flush=True)
+        notes.append("Scenario 7 (rate-limit shapes, virtual time): see shapes.md.")
     meta["elapsed_s"] = round(time.perf_counter() - started, 1)
     notes.append(f"The whole run took {meta['elapsed_s']:.0f} s.")
     config = attrs.asdict(sizes) | {"peers": list(peers), "scenarios": sorted(scenarios)}

@@ -94,7 +94,8 @@ def test_python_m_help_and_version() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    for command in ("get", "link", "unlink", "types", "bulk-link", "queue-links", "demo"):
+    commands = ("get", "link", "unlink", "types", "bulk-link", "bulk-unlink", "undo")
+    for command in (*commands, "queue-links", "fake-server", "demo"):
         assert command in proc.stdout
     assert "TRACKER_TOKEN" in proc.stdout
     proc = subprocess.run(
@@ -770,6 +771,47 @@ def test_bulk_link_resume_with_journal_sends_no_post(
     assert served.stats.total == 0
 
 
+def test_undo_deletes_exactly_what_the_run_created(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    served.add_link("TEST-1", "TEST-2", "relates")  # there before the run: it stays
+    text = "source,relationship,target\nTEST-1,relates,TEST-2\n"
+    text += "".join(f"TEST-{i},depends on,TEST-{i + 10}\n" for i in range(3, 8))
+    path = write(tmp_path, "in.csv", text)
+    journal = str(tmp_path / "journal.jsonl")
+    code, out, _ = run("bulk-link", path, "--journal", journal)
+    assert code == 0, out
+    assert len(served.links) == 6
+    # Someone deletes one created link and makes it again by hand: a new id, not the run's.
+    code, out, _ = run("unlink", "TEST-7", "depends on", "TEST-17")
+    assert code == 0, out
+    served.add_link("TEST-7", "TEST-17", "depends on")
+
+    code, out, _ = run("undo", journal, "--dry-run")
+    assert code == 0
+    listing, _, summary = out.partition("\n\n")
+    rows = list(csv.reader(io.StringIO(listing)))
+    assert rows[0] == ["source", "relationship", "target", "link_id", "journal_line"]
+    assert sorted(r[0] for r in rows[1:]) == [f"TEST-{i}" for i in range(3, 8)]
+    assert re.search(r"would delete\s+5", summary)
+    assert len(served.links) == 6
+
+    undo_journal, report = str(tmp_path / "undo.jsonl"), tmp_path / "undo-report.jsonl"
+    code, out, _ = run("undo", journal, "--journal", undo_journal, "--report", str(report))
+    assert code == 0, out
+    assert re.search(r"deleted\s+4", out)
+    assert re.search(r"absent\s+1", out)  # the re-created link has another id: kept
+    assert served.has_link("TEST-1", "TEST-2", "relates")
+    assert served.has_link("TEST-7", "TEST-17", "depends on")
+    assert len(served.links) == 2
+    assert {r["status"] for r in read_jsonl(report)} == {"deleted", "absent"}
+
+    served.stats.reset()
+    code, out, _ = run("undo", journal, "--journal", undo_journal)
+    assert code == 0
+    assert served.stats.count("DELETE") == 0  # done in the undo's own journal
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -907,7 +949,7 @@ def test_demo_quick(run: Run) -> None:
     code, out, _ = run("demo", "--quick", "--pairs", "80")
     assert code == 0, out
     assert "FAILED" not in out
-    assert out.count("[ok]") == 4
+    assert out.count("[ok]") == 6
     assert "the second run sent nothing" in out
     assert "DEMO-1 -> DEMO-2 -> DEMO-3 -> DEMO-1" in out
     assert "```mermaid" in out

@@ -396,7 +396,8 @@ async def test_429_without_retry_after_is_retried(mock: respx.MockRouter, ft: Fa
     async with make_client(ft, mock) as client:
         assert await client.links.get("TEST-1") == []
     assert route.call_count == 2
-    assert all(0.0 <= w <= 0.25 for w in ft.waits)  # a backoff, since no Retry-After
+    # No Retry-After: the client's own guess of a cool-down (1 s until it proves too short).
+    assert ft.waits == [pytest.approx(1.0)]
 
 
 async def test_429_exhausted_raises_rate_limit_error(mock: respx.MockRouter, ft: FakeTime) -> None:
@@ -816,7 +817,7 @@ async def test_fixed_rate_limit_spaces_requests(mock: respx.MockRouter, ft: Fake
     async with make_client(ft, mock, rate_limit=10.0) as client:
         for i in range(1, 6):
             await client.links.get(f"Q-{i}")
-    assert sent == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert sent == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4], rel=2e-3)  # 0.1 % under the rate
 
 
 async def test_a_cooldown_longer_than_the_deadline_fails_fast(

@@ -230,6 +230,7 @@ async def test_create_returns_the_documented_shape(
 async def test_both_sides_of_a_link(
     fake: FakeTracker, http: httpx.AsyncClient, rel: Relationship
 ) -> None:
+    fake.clone_on_create = True  # plain create refuses clone/original by default
     created = (await create(http, "TEST-4", "TEST-7", rel.value)).json()
     from_source = (await http.get("/v2/issues/TEST-4/links")).json()
     from_target = (await http.get(f"/v2/issues/{fake.issues['TEST-7'].id}/links")).json()
@@ -313,6 +314,10 @@ async def test_get_one_link(http: httpx.AsyncClient) -> None:
     assert r.status_code == 200
     assert r.json()["direction"] == "inward"
     assert_error(await http.get(f"/v2/issues/TEST-3/links/{link_id}"), 404)
+    # Digits that are not ASCII ("²".isdigit() is true, int("²") fails): no such link, no crash.
+    for weird in ("%C2%B2", "%D9%A3"):
+        assert_error(await http.get(f"/v2/issues/TEST-1/links/{weird}"), 404)
+        assert_error(await http.delete(f"/v2/issues/TEST-1/links/{weird}"), 404)
 
 
 # --- status codes ------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 import tracker_links.testing
-from tracker_links.testing import FakeTracker, FixedWindow
+from tracker_links.testing import FakeStats, FakeTracker, FixedWindow
 
 TESTING = Path(tracker_links.testing.__file__).parent
 
@@ -87,3 +88,12 @@ def test_every_knob_is_a_public_attribute_changed_between_requests(
     assert getattr(fake, knob) == value
     # the fake answers with the new setting (no part is left holding a stale copy)
     fake.handle("GET", "/v2/linktypes", "", {"authorization": "OAuth tok", "x-org-id": "1"}, b"")
+
+
+def test_every_route_counted_in_by_route_is_documented() -> None:
+    source = (TESTING / "_routes.py").read_text()
+    routes = set(re.findall(r'by_route\[\(method, "([a-z.]+)"\)\]', source))
+    assert len(routes) >= 10
+    assert FakeStats.__doc__ is not None
+    documented = set(re.findall(r'``"([a-z.]+)"``', FakeStats.__doc__))
+    assert routes <= documented, routes - documented

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tracker_links import Relationship
 from tracker_links.testing import FakeTracker
 
 pytestmark = pytest.mark.anyio
@@ -140,7 +141,8 @@ async def test_clone_and_original_by_import_each_the_inverse_of_the_other() -> N
     assert fake.has_link("TEST-2", "TEST-1", "original")
     assert not fake.has_link("TEST-1", "TEST-2", "original")
     fake.add_link("TEST-3", "TEST-4", "original")
-    assert fake.find_links("TEST-4", "TEST-3", "clone")[0].relationship == "original"
+    # The library knows clone/original (Relationship.ORIGINAL), so the fake stores its enum.
+    assert fake.find_links("TEST-4", "TEST-3", "clone")[0].relationship is Relationship.ORIGINAL
 
 
 async def test_plain_create_refuses_clone_unless_told() -> None:

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tracker_links.testing import FakeTracker, FixedWindow
+from tracker_links.testing import FakeStats, FakeTracker, FixedWindow
 
 HEADERS = {"Authorization": "OAuth t", "X-Org-ID": "1"}
 
@@ -54,6 +54,50 @@ def test_snapshot_in_process_and_its_json() -> None:
     assert data == fake.snapshot()
     assert data["duplicates"] == 1
     assert data["total"] == 0
+
+
+class Lock:
+    """The fake's lock, recording whether it is held (and refusing to be taken twice)."""
+
+    def __init__(self) -> None:
+        self.held = False
+
+    def __enter__(self) -> None:
+        assert not self.held, "the lock is not reentrant: this would deadlock"
+        self.held = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.held = False
+
+
+class Probe(FakeStats):
+    """Counters that note whether the lock was held while they were read."""
+
+    def __init__(self, lock: Lock) -> None:
+        super().__init__()
+        self.lock = lock
+        self.read_unlocked = 0
+
+    def as_dict(self) -> dict[str, object]:
+        self.read_unlocked += not self.lock.held
+        return super().as_dict()
+
+
+def test_snapshot_reads_the_counters_under_the_fakes_lock() -> None:
+    # A server thread writes the counters while a test (or /_fake/stats) reads them: a
+    # Counter iterated as another thread adds a key raises "changed size during iteration".
+    fake = FakeTracker(queues={"TEST": 3}, duplicate_status=None)
+    fake.add_link("TEST-1", "TEST-2", "relates")
+    fake.add_link("TEST-2", "TEST-1", "relates")
+    lock = fake._ctx.lock = Lock()  # type: ignore[assignment]
+    probe = fake.stats = Probe(lock)
+    data = fake.snapshot()
+    assert probe.read_unlocked == 0
+    assert not lock.held
+    assert data["duplicates"] == 1
+    reply = fake.handle("GET", "/_fake/stats", "", {}, b"")
+    assert json.loads(reply.body)["duplicates"] == 1
+    assert probe.read_unlocked == 0
 
 
 @pytest.mark.anyio

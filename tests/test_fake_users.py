@@ -53,6 +53,15 @@ async def test_myself_answers_the_default_user() -> None:
     assert fake.stats.by_route[("GET", "myself")] == 1
 
 
+async def test_a_numeric_login_is_a_user_id_only_in_ascii_digits() -> None:
+    fake = FakeTracker(queues={"TEST": 2}, users={"tok-n": "4242", "tok-u": "\u0663\u0664"})
+    async with client(fake, "tok-n") as n, client(fake, "tok-u") as u:
+        me_n, r_u = (await n.get("/v2/myself")).json(), await u.get("/v2/myself")
+    assert (me_n["uid"], me_n["login"]) == (4242, "user4242")
+    assert r_u.status_code == 200  # Arabic-Indic digits: a login, not a crash on int()
+    assert r_u.json()["login"] == "\u0663\u0664"
+
+
 async def test_each_token_is_its_user_and_creates_as_that_user() -> None:
     fake = FakeTracker(queues={"TEST": 4}, users={"tok-a": "alice", "tok-b": "bob"})
     async with client(fake, "tok-a") as a, client(fake, "tok-b") as b, client(fake, "x") as x:

@@ -38,6 +38,8 @@ API_STRINGS = {
     "is duplicated by",
     "is epic of",
     "has epic",
+    "clone",
+    "original",
 }
 
 # ../shared/tracker-api.md section 8: (type.id, direction) -> relationship of the requested issue.
@@ -52,6 +54,8 @@ TABLE = [
     ("duplicates", "inward", "is duplicated by"),
     ("epic", "outward", "is epic of"),
     ("epic", "inward", "has epic"),
+    ("clone", "outward", "clone"),
+    ("clone", "inward", "original"),
 ]
 
 
@@ -80,8 +84,8 @@ def restore_link_types() -> Iterator[None]:
 # --- Relationship and Direction --------------------------------------------------------------
 
 
-def test_relationship_values_are_exactly_the_nine_api_strings() -> None:
-    assert len(Relationship) == 9
+def test_relationship_values_are_exactly_the_eleven_api_strings() -> None:
+    assert len(Relationship) == 11
     assert {r.value for r in Relationship} == API_STRINGS
 
 
@@ -126,7 +130,7 @@ def test_relationship_parse_accepts(value: Relationship | str, expected: Relatio
     assert Relationship.parse(value) is expected
 
 
-@pytest.mark.parametrize("value", ["blocks", "", "depends", "depends  on", "clone", 3, None])
+@pytest.mark.parametrize("value", ["blocks", "", "depends", "depends  on", "cloned", 3, None])
 def test_relationship_parse_rejects_naming_value_and_choices(value: Any) -> None:
     with pytest.raises(InvalidInputError) as info:
         Relationship.parse(value)
@@ -170,8 +174,8 @@ def test_link_relationship_of_the_seed_payloads() -> None:
 
 
 def test_unknown_link_type_is_kept_with_no_relationship() -> None:
-    link = link_with("clone", "outward")
-    assert link.type.id == "clone"
+    link = link_with("x-cloned", "outward")
+    assert link.type.id == "x-cloned"
     assert link.relationship is None
     assert link_with("my-custom-type", "inward").relationship is None
 
@@ -350,8 +354,8 @@ def test_canonical_examples_from_the_contract() -> None:
 
 
 def test_canonical_differs_for_different_links() -> None:
-    # From one ordered pair, the nine relationships are nine different links.
-    assert len({LinkSpec("A-1", "B-2", rel).canonical for rel in Relationship}) == 9
+    # From one ordered pair, the eleven relationships are eleven different links.
+    assert len({LinkSpec("A-1", "B-2", rel).canonical for rel in Relationship}) == 11
     assert (
         LinkSpec("A-1", "B-2", "depends on").canonical
         != LinkSpec("B-2", "A-1", "depends on").canonical

@@ -193,7 +193,7 @@ def test_a_link_read_from_either_end_is_deleted_through_its_outward_issue() -> N
 
 def test_unknown_link_types_are_never_touched() -> None:
     current = [
-        IssueLinks("P-1", [Link(5, LinkType("clone"), Direction.OUTWARD, IssueRef(key="P-2"))]),
+        IssueLinks("P-1", [Link(5, LinkType("x-custom"), Direction.OUTWARD, IssueRef(key="P-2"))]),
         IssueLinks("P-2", []),
     ]
     assert make_plan([], ["P-1", "P-2"], current, prune=True).empty
@@ -275,3 +275,21 @@ def test_a_plan_of_20k_links_is_correct() -> None:
     assert plan.unchanged == n - 1
     assert plan.create == (LinkSpec(f"Q-{n + 1}", "Q-1", "relates"),)
     assert plan.delete == (PlannedDelete(LinkSpec("Q-1", "Q-2", "depends on"), 1),)
+
+
+def test_the_garbage_collector_is_restored_after_a_plan() -> None:
+    import gc
+
+    assert gc.isenabled()
+    plan_of(DESIRED, ROWS, KEYS)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(InvalidInputError):
+            plan_of(DESIRED, ROWS, KEYS, relationships="blocks")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(InvalidInputError):
+        plan_of(DESIRED, ROWS, KEYS, relationships="blocks")
+    assert gc.isenabled()

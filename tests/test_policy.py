@@ -120,8 +120,10 @@ def test_fixed_rate_spacing_with_a_fake_clock() -> None:
             assert wait > 0
             now += wait
     gaps = [b - a for a, b in itertools.pairwise(sent)]
-    assert all(g == pytest.approx(0.1) for g in gaps)
-    assert sent[-1] == pytest.approx(1.9)
+    # 0.1 % over the interval: exactly ``rate`` a second would let float rounding put one more
+    # into some 1-s window.
+    assert all(g == pytest.approx(0.1, rel=2e-3) for g in gaps)
+    assert sent[-1] == pytest.approx(1.9, rel=2e-3)
 
 
 def test_fixed_rate_allows_a_small_burst_then_paces() -> None:
@@ -148,7 +150,7 @@ def test_idle_time_is_not_banked_beyond_the_burst() -> None:
     assert gate.delay(0.0) == 0.0
     # After a long pause only one request goes at once (burst 1 at 10/s).
     assert gate.delay(100.0) == 0.0
-    assert gate.delay(100.0) == pytest.approx(0.1)
+    assert gate.delay(100.0) == pytest.approx(0.1, rel=2e-3)
 
 
 # --- RateGate: cool-down --------------------------------------------------------------------
@@ -261,7 +263,7 @@ def settled(limit: float) -> tuple[RateGate, AdaptiveRate, float]:
 
 
 @pytest.mark.parametrize("limit", [50.0, 200.0])
-def test_adaptive_lowers_on_a_429_then_rises_slowly(limit: float) -> None:
+def test_adaptive_lowers_on_a_429_then_climbs_back(limit: float) -> None:
     gate, adaptive, now = settled(limit)
     before = adaptive.current(now)
     assert before is not None
@@ -269,10 +271,12 @@ def test_adaptive_lowers_on_a_429_then_rises_slowly(limit: float) -> None:
     after = adaptive.current(now + 1.0)
     assert after is not None
     assert after < before
-    # Then it climbs back, slowly: under 1 % a second.
+    # Then it climbs back on a cubic curve: near the rate that met the 429 after ~10 s, and
+    # flat there (not above it) for a while.
     later = adaptive.current(now + 11.0)
     assert later is not None
-    assert after < later < after * 1.1
+    assert after < later <= before * 1.01
+    assert later > before * 0.97
     # A 429 of the same burst (sent before the cool-down) changes nothing.
     assert gate.on_rate_limited(now=now + 0.1, sent_at=now - 0.1, cooldown=1.0) is False
     assert adaptive.current(now + 1.0) == after
@@ -284,7 +288,7 @@ def test_adaptive_long_job_settles_just_under_the_limit(limit: float, duration: 
     _, events, accepted = run_against_limit(gate, limit, start=end, duration=duration)
     assert accepted / duration >= 0.85 * limit  # close to the limit...
     assert accepted <= limit * duration + 20  # ...never over it (the service would refuse)
-    assert events <= duration / 15  # a 429 event every 15 s at most
+    assert events <= duration / 10  # a 429 event every 10 s at most
     rate = adaptive.current(end + duration)
     assert rate is not None
     assert rate <= 1.05 * limit

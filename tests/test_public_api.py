@@ -48,6 +48,8 @@ EXPECTED = ISSUE_3 | {
     "Plan",
     "register_link_type",
     "__version__",
+    "FileQuota",  # issue 16: a quota shared by processes
+    "RedisQuota",
 }
 
 

@@ -206,3 +206,22 @@ async def test_moved_issues_against_the_fake_in_process(ft: FakeTime) -> None:
         await tracker.links.create("TEST-2", "TEST-3", "relates")
         (link,) = await tracker.links.get("TEST-3")
         assert link.target.key == new
+
+
+@pytest.mark.parametrize("status", [300, 303, 304, 305, 306])
+async def test_a_3xx_that_is_not_followed_is_an_error_not_a_success(
+    mock: respx.MockRouter, ft: FakeTime, status: int
+) -> None:
+    # Read as a success, a 303 to a DELETE would report a link deleted that is still there.
+    delete = mock.delete(OLD + "/42").respond(status, headers={"Location": NEW + "/42"})
+    new = mock.delete(NEW + "/42").respond(204)
+    mock.get(OLD).respond(status)
+    async with client(ft) as tracker:
+        with pytest.raises(TrackerError, match=f"\\({status}\\) to '{NEW}/42', not followed"):
+            await tracker.links.delete("PROJ-1", 42)
+        with pytest.raises(TrackerError, match="not followed") as info:
+            await tracker.links.get("PROJ-1")
+    assert delete.call_count == 1
+    assert not new.called
+    assert info.value.status_code == status
+    assert info.value.method == "GET"

@@ -54,6 +54,8 @@ FILED_AS = {
     "is duplicated by": ("duplicates", "inward"),
     "is epic of": ("epic", "outward"),
     "has epic": ("epic", "inward"),
+    "clone": ("clone", "outward"),
+    "original": ("clone", "inward"),
 }
 
 

@@ -124,13 +124,13 @@ def test_one_off_429s_hours_apart() -> None:
 
 
 def test_a_client_capped_below_the_limit_for_hours() -> None:
-    # The reproduction of issue 11, slowed down 100x: max_concurrency=4, a bucket of 2 at 1/s,
-    # latency 5 s (0.8 req/s, under the limit). The burst at the start draws 429s; no other
-    # 429 ends the climb that follows.
-    n = 6_000
+    # The reproduction of issue 11, slowed down 200x: max_concurrency=4, a bucket of 2 at
+    # 0.5/s, latency 10 s (0.4 req/s, under the limit). The burst at the start draws 429s; no
+    # other 429 ends the climb that follows.
+    n = 3_000
 
     async def main() -> tuple[float, int, float]:
-        tracker = fake(n, latency=5.0, rate_limit=1.0, rate_burst=2)
+        tracker = fake(n, latency=10.0, rate_limit=0.5, rate_burst=2)
         async with client(tracker, max_concurrency=4) as c:
             watch = RateWatch(c)
             async with trio.open_nursery() as nursery:
@@ -143,7 +143,7 @@ def test_a_client_capped_below_the_limit_for_hours() -> None:
 
     elapsed, refused, highest = virtual(main)
     assert elapsed > 2 * HOUR
-    assert elapsed < 1.15 * n / 0.8
+    assert elapsed < 1.15 * n / 0.4
     assert refused < 0.01 * n
     assert highest > 0
 
@@ -177,7 +177,10 @@ def test_a_limit_that_changes_mid_run() -> None:
     ideal = HOUR + (n - 0.5 * HOUR * 1.0 - 0.5 * HOUR * 0.25)  # at 1/s after the first hour
     assert elapsed > HOUR
     assert elapsed < 1.3 * ideal
-    assert refused < 0.5 * n
+    # Measured: ~1,030 429s of ~5,000 answers. At ~1 req/s a bucket of 2 inflates what is
+    # measured, and the adaptive rate meets a 429 every ~10 s (a known weakness at such low
+    # rates, not at hundreds a second); bounded, and every item still gets through.
+    assert refused < 0.35 * n
     assert 0.5 < rate < 2.0  # settled near the last limit, not at a bound
 
 
@@ -210,4 +213,5 @@ def test_several_clients_share_one_bucket_for_hours() -> None:
     assert len(finished) == k
     assert max(finished) > HOUR
     assert max(finished) < 3.0 * ideal
-    assert refused < 2.0 * k * each
+    # Measured: ~2,860 429s for 4,500 items (the same low-rate weakness, three times).
+    assert refused < 0.8 * k * each

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -380,3 +380,20 @@ async def test_a_bad_token_in_apply_costs_one_request(fake: FakeTracker, url: st
     assert fake.stats.count(status=401) == 1
     assert len(report.failed) == 1
     assert len(report.skipped) == len(report.outcomes) - 1
+
+
+async def test_the_scope_by_query_or_filter_and_an_async_desired(
+    fake: FakeTracker, url: str
+) -> None:
+    seed_links(fake, [("TEST-1", "TEST-2", "relates"), ("TEST-3", "TEST-4", "relates")])
+
+    async def desired() -> AsyncIterator[Triple]:
+        yield ("TEST-1", "TEST-2", "relates")
+        yield ("TEST-5", "TEST-6", "depends on")
+
+    async with connect(url, max_concurrency=8) as client:
+        for scope in ({"query": "Queue: TEST"}, {"filter": {"queue": "TEST"}}):
+            plan = await client.links.plan(desired(), prune=True, **scope)
+            assert plan.create == (LinkSpec("TEST-5", "TEST-6", "depends on"),)
+            assert [(d.issue, d.spec.target) for d in plan.delete] == [("TEST-3", "TEST-4")]
+            assert plan.unchanged == 1

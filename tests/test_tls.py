@@ -17,7 +17,7 @@ import trustme
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from tracker_links import InvalidInputError, RetryPolicy, TrackerClient, TransportError
+from tracker_links import InvalidInputError, TrackerClient, TransportError
 
 from .test_http11 import Scripted
 
@@ -123,9 +123,16 @@ async def test_verify_with_an_ssl_context_leaves_it_unchanged(ca: trustme.CA) ->
         )
         async with stream:  # the context still offers h2: its ALPN was not overwritten
             assert stream.extra(TLSAttribute.alpn_protocol) == "h2"
-        async with tracker(srv.port, verify=context, retry=RetryPolicy(attempts=1)) as client:
-            with pytest.raises(TransportError, match="set_alpn_protocols"):
+        connections = srv.connections
+        sleeps = Sleeps()
+        async with tracker(srv.port, verify=context, sleep=sleeps) as client:
+            with pytest.raises(TransportError, match="set_alpn_protocols") as info:
                 await client.links.get("TEST-1")
+        # A context that offers h2 is no hiccup: it fails at once, as a certificate does.
+        assert srv.connections == connections + 1
+        assert sleeps.calls == []
+        assert info.value.connect_failed
+        assert "localhost" in str(info.value)
 
 
 async def test_verify_false_works_on_loopback_and_is_refused_elsewhere(ca: trustme.CA) -> None:

@@ -152,19 +152,29 @@ async def test_an_interrupted_undo_resumes_without_a_delete_for_what_was_done(
     assert 250 <= len(done) < 600
     recorded = [r for r in lines(undo_journal) if r.get("status") == "deleted"]
     assert len(recorded) >= 250
+    # The server may still hold the cancelled run's last requests (their connections closed,
+    # their handlers not run yet). Refuse them while they drain, so that they change nothing
+    # and the counts below are the re-run's alone.
+    token, fake.token = fake.token, "not-the-clients-token"
+    with anyio.fail_after(10):
+        seen = -1
+        while fake.inflight or fake.stats.total != seen:
+            seen = fake.stats.total
+            await anyio.sleep(0.05)
+    fake.token = token
     fake.stats.reset()
     async with connect(url, max_concurrency=16) as client:
         report = await client.links.undo(journal, journal=undo_journal)
     assert len(report.outcomes) == 600
     skipped = [o for o in report.outcomes if o.note == "already done in the journal; not sent"]
     assert len(skipped) == len(recorded)
-    # No DELETE for what the journal records; one for each of the others still there.
-    deletes = fake.stats.by_route[("DELETE", "links.delete")]
-    assert (
-        deletes
-        == len(report.deleted)
-        == 600 - len(recorded) - len([o for o in report.absent if o not in skipped])
-    )
+    # No DELETE for what the journal records (it is gone, so one would be answered 404); one
+    # for each of the others still there. Those the cancelled run had in flight may have
+    # landed without a journal line: the re-run finds them absent.
+    landed = [o for o in report.absent if o not in skipped]
+    assert len(landed) <= 16
+    assert fake.stats.count("DELETE", 404) == 0
+    assert fake.stats.count("DELETE") == len(report.deleted) == 600 - len(recorded) - len(landed)
     assert len(fake.links) == 0
 
 

@@ -30,10 +30,12 @@ def ours(data: bytes, *, head: bool = False, size: int = 0) -> Result:
         for piece in pieces:
             answer = parser.feed(piece)
             if answer is not None:
-                return answer.status, answer.body
-        answer = parser.feed_eof()
+                break
+        else:
+            answer = parser.feed_eof()
     except httpx.RemoteProtocolError:
         return None
+    assert type(answer.body) is bytes  # whatever pieces it came in (never a bytearray)
     return answer.status, answer.body
 
 
@@ -263,6 +265,18 @@ def test_parse_head_reports_the_framing() -> None:
     assert head.headers[-1] == (b"X-Folded", b"a b")
     chunked = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n")
     assert (chunked.length, chunked.chunked, chunked.keep_alive) == (-1, True, False)
+
+
+def test_a_line_without_a_colon_is_refused_even_after_its_name_was_seen() -> None:
+    # The parser remembers header names it has validated; a later line that is only such a
+    # name (no colon) is still not a header line.
+    assert parse_head(H + b"X-Seen: 1\r\n").headers == [(b"X-Seen", b"1")]
+    assert parse_fields(b"X-Seen: 1\r\n") == [(b"X-Seen", b"1")]
+    with pytest.raises(httpx.RemoteProtocolError, match="malformed header line"):
+        parse_head(H + b"X-Seen\r\n")
+    with pytest.raises(httpx.RemoteProtocolError, match="malformed trailer line"):
+        parse_fields(b"X-Seen\r\n", "trailer")
+    assert ours(ok(b"x", b"X-Seen")) is None
 
 
 def test_parse_fields() -> None:

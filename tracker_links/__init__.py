@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     )
     from ._plan import Plan
     from ._policy import RetryPolicy
+    from ._quota import FileQuota, RedisQuota
     from ._reports import BulkReport, IssueLinks, LinksReport, Outcome, OutcomeStatus
     from ._service import LinkService
 
@@ -48,6 +49,7 @@ __all__ = [
     "BulkReport",
     "ConflictError",
     "Direction",
+    "FileQuota",
     "InvalidInputError",
     "IssueLinks",
     "IssueRef",
@@ -61,6 +63,7 @@ __all__ = [
     "OutcomeStatus",
     "Plan",
     "RateLimitError",
+    "RedisQuota",
     "Relationship",
     "RetryPolicy",
     "ServerError",
@@ -108,6 +111,7 @@ _HOME = {
     ),
     "Plan": "_plan",
     "RetryPolicy": "_policy",
+    **dict.fromkeys(("FileQuota", "RedisQuota"), "_quota"),
     **dict.fromkeys(
         ("BulkReport", "IssueLinks", "LinksReport", "Outcome", "OutcomeStatus"), "_reports"
     ),

@@ -21,9 +21,11 @@ from collections.abc import (
 from typing import Any, Final
 
 import anyio
+import attrs
 from anyio.abc import ObjectSendStream
 
 from ._exceptions import AuthError, InvalidInputError, TrackerError, TransportError
+from ._history import judge_import
 from ._journal import Journal
 from ._models import LinkSpec, Relationship
 from ._ops import Ops, Unresolved
@@ -65,6 +67,11 @@ class _CreateRun:
         self.unresolved: dict[bytes, float] = {}  # failed with an unknown fate -> intent time
         self.emit_outcome = emit
         self.journal = journal
+        # Moved issues (old key -> new key): the client's map, taught the journal's moves.
+        self.aliases = ops.aliases
+        if journal is not None:
+            for old, new in journal.aliases.items():
+                self.aliases.learn(old, new)
         self.concurrency = ops.concurrency
         # Finished links: digest -> the index of the item that was sent, ``~index`` when it
         # failed (one dict of 12-byte digests, ~110 bytes an entry), and those in flight with
@@ -85,7 +92,17 @@ class _CreateRun:
         self.exhausted = False
         self.input_error: Exception | None = None  # the input itself raised this
 
+    def _with_moves(self, outcome: Outcome) -> Outcome:
+        """The outcome with the moves of its keys, when any is known."""
+        spec = outcome.spec
+        if self.aliases and outcome.moved is None and isinstance(spec, LinkSpec):
+            moved = self.aliases.moved(spec)
+            if moved:
+                return attrs.evolve(outcome, moved=moved)
+        return outcome
+
     async def emit(self, outcome: Outcome) -> None:
+        outcome = self._with_moves(outcome)
         if self.journal is not None:
             self.journal.write(outcome)
         await self.emit_outcome(outcome)
@@ -155,7 +172,8 @@ class _CreateRun:
             if self.stopped is not None:
                 await self.emit(self._skipped(spec, index, line))
                 continue
-            key = spec.digest
+            # A moved key and its new key are one issue (as far as the moves seen tell).
+            key = self.aliases.identity(spec) if self.aliases else spec.digest
             if await self._repeat(key, spec, index, line):
                 continue
             self.waiting[key] = []
@@ -167,7 +185,9 @@ class _CreateRun:
         if self.journal is not None and key in self.journal.done:
             note = "already done in the journal; not sent"
             await self.emit_outcome(
-                Outcome(spec, OutcomeStatus.EXISTS, index=index, note=note, line=line)
+                self._with_moves(
+                    Outcome(spec, OutcomeStatus.EXISTS, index=index, note=note, line=line)
+                )
             )
             return True
         first = self.finished.get(key)
@@ -208,11 +228,14 @@ class _CreateRun:
             outcome = await self._attempt(spec, index, line)
         waiters = self.waiting.pop(key, [])
         self.finished[key] = index if outcome.ok else ~index
+        if self.aliases:
+            # Its keys may have turned out moved: a later repeat under the new keys is one too.
+            self.finished.setdefault(self.aliases.identity(spec), self.finished[key])
         await self.emit(outcome)
-        if self.journal is not None and key in self.unresolved:
+        if self.journal is not None and spec.digest in self.unresolved:
             # Its fate stays unknown: the intent, written again after the outcome, stays open
             # for the next run to read back before it sends anything.
-            self.journal.intent(spec, index, line, self.unresolved.pop(key))
+            self.journal.intent(spec, index, line, self.unresolved.pop(spec.digest))
         for i, s, ln in waiters:
             if outcome.status is OutcomeStatus.SKIPPED:
                 await self.emit(self._skipped(s, i, ln))
@@ -297,10 +320,14 @@ class _CreateRun:
         from the service; ``None`` when the link is not there (then it is sent)."""
         self.read_back += 1
         try:
-            found = next((ln for ln in await self.get_links(spec.source) if spec.matches(ln)), None)
+            links = await self.get_links(spec.source)
+            found = next((ln for ln in links if self.aliases.matches(spec, ln)), None)
             if found is None:
                 return None
-            made, how = await self.judge(found, at)
+            if spec.created_at is None:
+                made, how = await self.judge(found, at)
+            else:  # an import's createdAt is its history, not the time it was sent
+                made, how = judge_import(spec.created_at, found.created_at)
         except TrackerError as exc:
             self.unresolved[spec.digest] = at  # still unknown: still open
             return self._failed_attempt(spec, index, line, exc, 0)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import Any, Final
 
 import anyio
+import attrs
 from anyio.abc import ObjectSendStream
 
 from . import _protocol
@@ -119,26 +120,49 @@ async def bulk_get(
     return report
 
 
-async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
+def _keys_of(
+    ops: Ops,
+    page: _protocol.SearchPage,
+    on_aliases: Callable[[str, tuple[str, ...]], object] | None,
+) -> list[str]:
+    """The keys of a search answer; the former keys of moved issues go to ``ops.aliases``
+    (and to ``on_aliases``)."""
+    for key, aliases in page.moved:
+        for old in aliases:
+            ops.aliases.learn(old, key)
+        if on_aliases is not None:
+            on_aliases(key, aliases)
+    return page.keys
+
+
+async def search_keys(
+    ops: Ops,
+    body: dict[str, Any],
+    send: Emit,
+    on_aliases: Callable[[str, tuple[str, ...]], object] | None = None,
+) -> None:
     """Send the key of every issue a search finds: pages below 10,000 issues, scroll above.
 
     In page mode, once the first page tells how many pages there are, the rest are fetched a
     few at a time (``_PAGES_AHEAD``), so enumerating never leaves the link requests waiting.
+    ``on_aliases(key, aliases)`` is told the former keys of each moved issue found.
     """
     search = ops.search
+    version = ops.version
 
     async def send_keys(page: _protocol.SearchPage) -> int:
-        for key in page.keys:
+        keys = _keys_of(ops, page, on_aliases)
+        for key in keys:
             await send(key)
-        return len(page.keys)
+        return len(keys)
 
-    first = await search(_protocol.search_page(body, 1))
+    first = await search(_protocol.search_page(body, 1, version))
     total, pages = first.total, first.pages
     many = _protocol.SCROLL_ABOVE
     if (total is not None and total > many) or (
         pages is not None and pages * _protocol.PER_PAGE > many
     ):
-        await _scroll_keys(ops, body, send)
+        await _scroll_keys(ops, body, send, on_aliases)
         return
     got = await send_keys(first)
     if pages is not None:
@@ -147,7 +171,7 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
 
         async def fetch(page: int) -> None:
             try:
-                await send_keys(await search(_protocol.search_page(body, page)))
+                await send_keys(await search(_protocol.search_page(body, page, version)))
             except Exception as exc:  # raised below as it is, not in an exception group
                 failed.append(exc)
                 tg.cancel_scope.cancel()
@@ -165,19 +189,26 @@ async def search_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
     page, answer = 1, first
     while got and (answer.has_next or got >= _protocol.PER_PAGE):
         page += 1
-        answer = await search(_protocol.search_page(body, page))
+        answer = await search(_protocol.search_page(body, page, version))
         got = await send_keys(answer)
 
 
-async def _scroll_keys(ops: Ops, body: dict[str, Any], send: Emit) -> None:
-    req = _protocol.search_scroll(body)
+async def _scroll_keys(
+    ops: Ops,
+    body: dict[str, Any],
+    send: Emit,
+    on_aliases: Callable[[str, tuple[str, ...]], object] | None,
+) -> None:
+    version = ops.version
+    req = _protocol.search_scroll(body, version=version)
     while True:
         answer = await ops.search(req)
-        for key in answer.keys:
+        keys = _keys_of(ops, answer, on_aliases)
+        for key in keys:
             await send(key)
-        if not answer.scroll_id or not answer.keys:
+        if not answer.scroll_id or not keys:
             return
-        req = _protocol.search_scroll(body, answer.scroll_id, answer.scroll_token)
+        req = _protocol.search_scroll(body, answer.scroll_id, answer.scroll_token, version)
 
 
 def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:
@@ -186,18 +217,25 @@ def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:
         # next page of the search never leaves the link requests idle.
         keys_in, keys_out = anyio.create_memory_object_stream[str](3 * _protocol.PER_PAGE)
         failed: list[Exception] = []
+        # The former keys of the moved issues found, until their links are sent.
+        former: dict[str, tuple[str, ...]] = {}
+
+        async def emit(item: IssueLinks) -> None:
+            aliases = former.pop(item.key, None) if former else None
+            await send.send(attrs.evolve(item, aliases=aliases) if aliases else item)
+
         async with anyio.create_task_group() as tg:
 
             async def pager() -> None:
                 async with keys_in:
                     try:
-                        await search_keys(ops, body, keys_in.send)
+                        await search_keys(ops, body, keys_in.send, former.__setitem__)
                     except Exception as exc:  # the keys listed so far are fetched, then this
                         failed.append(exc)
 
             tg.start_soon(pager)
             async with keys_out:
-                await _fetch_each(ops, keys_out, send.send)
+                await _fetch_each(ops, keys_out, emit)
         if failed:
             raise failed[0]
 

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 import ssl
+import time
 import urllib.request
 from types import TracebackType
 from typing import Any
@@ -16,7 +17,9 @@ import httpx
 from . import _tls
 from ._exceptions import InvalidInputError
 from ._http11 import FastTransport
-from ._policy import DEFAULT_RETRY, AdaptiveRate, RateGate, RetryPolicy
+from ._policy import DEFAULT_RETRY, AdaptiveRate, ConcurrencyWindow, RateGate, RetryPolicy
+from ._protocol import check_version
+from ._quota import Quota, QuotaGate
 from ._service import LinkService
 from ._tls import Verify
 from ._transport import Clock, Sleep, Transport
@@ -115,11 +118,20 @@ class TrackerClient:
     and owns (the fake Tracker's in-process transport, for instance). ``sleep`` and ``clock``
     replace ``anyio.sleep`` and ``time.monotonic``, for tests that must not wait.
 
+    ``quota``: a :class:`FileQuota` or :class:`RedisQuota` shared with other clients and
+    processes: the pacing, the 429 cool-down and the learned rate are then theirs together
+    (with ``rate_limit=R``, R is the total of all of them). Enter a ``RedisQuota`` with
+    ``async with`` before the client uses it.
+
     ``verify``: how the server's TLS certificate is checked. ``True`` (the default): against
     the system's trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` override its location) and
     certifi's bundle. A path: a PEM CA bundle (a corporate CA) or a directory of them. An
     ``ssl.SSLContext`` of yours, used as is. ``False``: no check, for loopback hosts only. A
     certificate that fails the check fails the call at once, without retries.
+
+    ``api_version``: ``"v2"`` (the default) or ``"v3"`` (the service's current version); every
+    endpoint the library calls follows it (``/v3/issues/…/links``, ``/v3/linktypes``, the
+    search).
     """
 
     def __init__(
@@ -138,11 +150,14 @@ class TrackerClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        api_version: str = "v2",
         verify: Verify = True,
+        quota: Quota | None = None,
     ) -> None:
         secret = _exactly_one("the credential", ("token", token), ("iam_token", iam_token))
         org = _exactly_one("the organization", ("org_id", org_id), ("cloud_org_id", cloud_org_id))
         self.base_url = _check_base_url(base_url)
+        self.api_version = check_version(api_version)
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
             raise InvalidInputError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
         if max_concurrency < 1:
@@ -186,12 +201,19 @@ class TrackerClient:
             per_request: dict[str, str] | None = None
         else:
             per_request = headers
-        gate = RateGate(rate=rate_limit, adaptive=None if rate_limit else AdaptiveRate())
+        gate = RateGate(
+            rate=rate_limit,
+            adaptive=None if rate_limit else AdaptiveRate(concurrency=max_concurrency),
+            window=ConcurrencyWindow(max_concurrency),
+        )
         kwargs: dict[str, Any] = {}
         if sleep is not None:
             kwargs["sleep"] = sleep
         if clock is not None:
             kwargs["clock"] = clock
+        if quota is not None:
+            kwargs["quota"] = QuotaGate(quota, gate, clock if clock is not None else time.monotonic)
+        self.quota = quota
         self._transport = Transport(
             http_client,
             base_url=self.base_url,
@@ -203,7 +225,7 @@ class TrackerClient:
             timeout=timeout,
             **kwargs,
         )
-        self.links = LinkService(self._transport)
+        self.links = LinkService(self._transport, self.api_version)
         """The links API: :class:`LinkService`."""
 
     @classmethod
@@ -211,7 +233,8 @@ class TrackerClient:
         """A client configured from the environment; keyword arguments override it.
 
         Reads ``TRACKER_TOKEN`` or ``TRACKER_IAM_TOKEN``, ``TRACKER_ORG_ID`` or
-        ``TRACKER_CLOUD_ORG_ID``, and ``TRACKER_BASE_URL``. A credential (or organization) given
+        ``TRACKER_CLOUD_ORG_ID``, ``TRACKER_BASE_URL`` and ``TRACKER_API_VERSION`` (``v2`` or
+        ``v3``). A credential (or organization) given
         as an override replaces both of the environment's.
         """
         env = os.environ
@@ -224,6 +247,8 @@ class TrackerClient:
             kwargs["cloud_org_id"] = env.get("TRACKER_CLOUD_ORG_ID") or None
         if env.get("TRACKER_BASE_URL") and "base_url" not in overrides:
             kwargs["base_url"] = env["TRACKER_BASE_URL"]
+        if env.get("TRACKER_API_VERSION") and "api_version" not in overrides:
+            kwargs["api_version"] = env["TRACKER_API_VERSION"].strip()
         kwargs.update(overrides)
         return cls(**kwargs)
 

@@ -271,6 +271,8 @@ class ResponseParser:
             if len(buf) >= end:  # the common case, inline: the whole body is here
                 reusable = head.keep_alive and len(buf) == end
                 body = buf[start:end]
+                if type(body) is not bytes:  # the head came in pieces: a bytearray
+                    body = bytes(body)
                 return _new(
                     Answer,
                     (status, head.reason, head.version, head.headers, body, reusable, head.coded),

@@ -347,7 +347,7 @@ class FastTransport(httpx.AsyncBaseTransport):
                 raise httpx.ConnectError(
                     f"the server chose {alpn!r} over ALPN, not http/1.1: an SSLContext given as "
                     "verify= must offer only http/1.1 (set_alpn_protocols(['http/1.1']))"
-                )
+                ) from _tls.ProtocolRefused(alpn)
         return stream
 
     def _ssl_context(self) -> ssl.SSLContext:

@@ -14,7 +14,9 @@ Two kinds of line, each written whole and flushed before the step it records goe
 
 Reading it back gives the links done (``created``/``exists`` outcomes: not sent again) and the
 **pending** intents (no outcome after them: the process died, or the read-back failed, while
-the create was in flight), which a resume reads back (GET) before it sends anything. Lines are
+the create was in flight), which a resume reads back (GET) before it sends anything. An outcome
+whose issues had moved records ``"moved": {"OLD-3": "NEW-7"}``: its link is done under the old
+keys and the new ones alike, and the moves are handed to the next run (``aliases``). Lines are
 matched by the link's identity (:attr:`LinkSpec.digest`), not by position, so a resume may feed
 the input in another order. A torn or garbled line (a crash mid-write) is skipped, never
 merged with the next: a writer that finds the file not ending in a newline starts with one.
@@ -37,14 +39,15 @@ _DONE = frozenset({"created", "exists"})
 
 class JournalState:
     """What a journal records: the links done, and the intents still open (digest -> Unix
-    time of the intent)."""
+    time of the intent), and the moves of issues its outcomes saw (old key -> new key)."""
 
-    __slots__ = ("done", "pending", "torn")
+    __slots__ = ("aliases", "done", "pending", "torn")
 
     def __init__(self) -> None:
         self.done: set[bytes] = set()
         self.pending: dict[bytes, float] = {}
         self.torn = False  # the file does not end with a newline
+        self.aliases: dict[str, str] = {}
 
 
 def _spec_of(data: dict[str, Any]) -> LinkSpec:
@@ -69,7 +72,8 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
                 data = json.loads(raw)
                 if not isinstance(data, dict):
                     continue
-                key = _spec_of(data).digest
+                spec = _spec_of(data)
+                key = spec.digest
                 if "intent" in data:
                     pending[key] = datetime.fromisoformat(data["at"]).timestamp()
                     continue
@@ -79,8 +83,27 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             pending.pop(key, None)
             if status in _DONE:
                 done.add(key)
+                moved = data.get("moved")
+                if moved and isinstance(moved, dict):
+                    _done_moved(state, spec, moved)
     state.torn = not raw.endswith(b"\n")
     return state
+
+
+def _done_moved(state: JournalState, spec: LinkSpec, moved: dict[str, Any]) -> None:
+    """A done link whose issues had moved: done under their current keys as well."""
+    for old, new in moved.items():
+        if isinstance(old, str) and isinstance(new, str):
+            state.aliases[old] = new
+    try:
+        current = LinkSpec(
+            state.aliases.get(spec.source, spec.source),
+            state.aliases.get(spec.target, spec.target),
+            spec.relationship,
+        )
+    except ValueError:
+        return
+    state.done.add(current.digest)
 
 
 def journal_done(path: str | os.PathLike[str]) -> set[bytes]:
@@ -96,6 +119,7 @@ class Journal:
         state = read_journal(path)
         self.done = state.done
         self.pending = state.pending
+        self.aliases = state.aliases
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
         if state.torn:
             self._write("\n")  # the torn line stays alone on its line, skipped when read

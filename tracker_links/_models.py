@@ -12,6 +12,7 @@ from typing import Any, Final
 import attrs
 
 from ._errors import InvalidInputError
+from ._history import check_history, format_stamp, parse_login, parse_stamp
 
 __all__ = [
     "Direction",
@@ -34,10 +35,16 @@ class Direction(enum.Enum):
 
 
 class Relationship(enum.Enum):
-    """The nine relationships ``POST /v2/issues/<key>/links`` accepts.
+    """The relationships of a link: the nine ``POST /v2/issues/<key>/links`` accepts, and the
+    two clone ones.
 
     Each value is the exact API string, read from the issue in the URL towards the linked one:
     ``Relationship("depends on")`` means "the source issue depends on the target".
+
+    ``CLONE`` ("the linked issue is a clone of the current one") and ``ORIGINAL`` ("the current
+    issue is a clone of the linked one") are documented for the import endpoint only
+    (:meth:`LinkService.import_link`); they may be sent to create, but the service may refuse
+    them there (the error then says to use the import).
 
     >>> Relationship.DEPENDS_ON.inverse
     <Relationship.IS_DEPENDENT_BY: 'is dependent by'>
@@ -52,6 +59,8 @@ class Relationship(enum.Enum):
     IS_DUPLICATED_BY = "is duplicated by"
     IS_EPIC_OF = "is epic of"
     HAS_EPIC = "has epic"
+    CLONE = "clone"
+    ORIGINAL = "original"
 
     @property
     def inverse(self) -> Relationship:
@@ -94,6 +103,7 @@ for _a, _b in (
     (Relationship.IS_SUBTASK_FOR, Relationship.IS_PARENT_TASK_FOR),
     (Relationship.DUPLICATES, Relationship.IS_DUPLICATED_BY),
     (Relationship.IS_EPIC_OF, Relationship.HAS_EPIC),
+    (Relationship.CLONE, Relationship.ORIGINAL),
 ):
     _INVERSE[_a], _INVERSE[_b] = _b, _a
 
@@ -111,8 +121,8 @@ _TYPE_OF: dict[Relationship, tuple[str, Direction]] = {}
 def register_link_type(type_id: str, *, outward: Relationship, inward: Relationship) -> None:
     """Teach the library which relationships a link type id stands for.
 
-    The built-in table covers ``relates``, ``subtask``, ``depends``, ``duplicates`` and
-    ``epic``. Only ``relates`` and ``subtask`` are confirmed by the service's documentation; if
+    The built-in table covers ``relates``, ``subtask``, ``depends``, ``duplicates``, ``epic``
+    and ``clone``. Only ``relates`` and ``subtask`` are confirmed by the service's documentation; if
     your organization files a relationship under another id, register it here once, at start-up::
 
         register_link_type("blocker", outward=Relationship.DEPENDS_ON,
@@ -134,6 +144,13 @@ register_link_type(
     "duplicates", outward=Relationship.DUPLICATES, inward=Relationship.IS_DUPLICATED_BY
 )
 register_link_type("epic", outward=Relationship.IS_EPIC_OF, inward=Relationship.HAS_EPIC)
+# The clone type's id is not documented (tracker-api.md 1.1): "clone" is a guess, after the
+# relationship names and the query language's "Clone"/"Original" filters. The original is "the
+# main one" (outward), as the parent of a subtask is. register_link_type() corrects it.
+register_link_type("clone", outward=Relationship.CLONE, inward=Relationship.ORIGINAL)
+
+CLONE_RELATIONSHIPS: Final = frozenset({Relationship.CLONE, Relationship.ORIGINAL})
+"""Relationships documented for the import endpoint only."""
 
 
 def relationship_of(type_id: str, direction: Direction) -> Relationship | None:
@@ -268,8 +285,33 @@ def link_identity(
     return (type_id, target, source, ">")
 
 
+def identity_digest(canonical: tuple[str, str, str, str]) -> bytes:
+    """A :attr:`LinkSpec.canonical` tuple as its 96-bit :attr:`LinkSpec.digest`."""
+    return hashlib.blake2b("\x1f".join(canonical).encode(), digest_size=12).digest()
+
+
 def _to_relationship(value: Relationship | str) -> Relationship:
     return Relationship.parse(value)
+
+
+def _created_at(value: datetime | str | None) -> datetime | None:
+    return None if value is None else parse_stamp(value, "created_at")
+
+
+def _updated_at(value: datetime | str | None) -> datetime | None:
+    return None if value is None else parse_stamp(value, "updated_at")
+
+
+def _created_by(value: str | int | None) -> str | int | None:
+    return None if value is None else parse_login(value, "created_by")
+
+
+def _updated_by(value: str | int | None) -> str | int | None:
+    return None if value is None else parse_login(value, "updated_by")
+
+
+HISTORY_FIELDS: Final = ("created_at", "created_by", "updated_at", "updated_by")
+"""The optional history of a :class:`LinkSpec`, in the order journals and CSV columns use."""
 
 
 @attrs.frozen
@@ -282,17 +324,54 @@ class LinkSpec:
 
     Raises :class:`InvalidInputError` (a ``ValueError``) for a malformed key, a self-link or an
     unknown relationship, naming the bad value and what would be valid.
+
+    The optional keyword fields are the link's history, for a migration: a spec with
+    ``created_at`` is sent through the import endpoint (:meth:`LinkService.import_link`), which
+    keeps them. ``created_at``/``updated_at`` are aware datetimes or the service's text
+    ``YYYY-MM-DDThh:mm:ss.sss±hhmm`` (kept as datetimes); ``created_by``/``updated_by`` a login
+    or a numeric user id. ``created_*`` go together, and so do ``updated_*``. The history is
+    not part of the link's identity: :attr:`canonical` and :attr:`digest` ignore it::
+
+        LinkSpec("PROJ-12", "PROJ-7", "depends on",
+                 created_at="2019-03-01T10:00:00.000+0300", created_by="ivanov")
     """
 
     source: str
     target: str
     relationship: Relationship = attrs.field(converter=_to_relationship)
+    created_at: datetime | None = attrs.field(default=None, kw_only=True, converter=_created_at)
+    created_by: str | int | None = attrs.field(default=None, kw_only=True, converter=_created_by)
+    updated_at: datetime | None = attrs.field(default=None, kw_only=True, converter=_updated_at)
+    updated_by: str | int | None = attrs.field(default=None, kw_only=True, converter=_updated_by)
 
     def __attrs_post_init__(self) -> None:
         validate_key(self.source, "source issue key")
         validate_key(self.target, "target issue key")
         if self.source == self.target:
             raise InvalidInputError(f"a link needs two different issues; got {self.source!r} twice")
+        if not (
+            self.created_at is None
+            and self.created_by is None
+            and self.updated_at is None
+            and self.updated_by is None
+        ):
+            check_history(self.created_at, self.created_by, self.updated_at, self.updated_by)
+
+    @property
+    def history(self) -> dict[str, str | int]:
+        """The history as the import's body and journals write it (``{}`` when there is none):
+        ``{"created_at": "2019-03-01T10:00:00.000+0300", "created_by": "ivanov", …}``."""
+        if self.created_at is None:
+            return {}
+        assert self.created_by is not None
+        out: dict[str, str | int] = {
+            "created_at": format_stamp(self.created_at),
+            "created_by": self.created_by,
+        }
+        if self.updated_at is not None and self.updated_by is not None:
+            out["updated_at"] = format_stamp(self.updated_at)
+            out["updated_by"] = self.updated_by
+        return out
 
     @property
     def canonical(self) -> tuple[str, str, str, str]:
@@ -311,33 +390,38 @@ class LinkSpec:
         ``LinkSpec("A-1", "A-2", "depends on").digest`` equals the ``digest`` of
         ``LinkSpec("A-2", "A-1", "is dependent by")``.
         """
-        return hashlib.blake2b("\x1f".join(self.canonical).encode(), digest_size=12).digest()
+        return identity_digest(self.canonical)
 
     def matches(self, link: Link) -> bool:
         """Whether ``link``, read from :attr:`source`, is this very link."""
         return link.points_to(self.target) and link.relationship is self.relationship
 
-    def as_dict(self) -> dict[str, str]:
-        """``{"source": …, "relationship": …, "target": …}``, as journals and reports write it."""
-        return {
+    def as_dict(self) -> dict[str, str | int]:
+        """``{"source": …, "relationship": …, "target": …}``, as journals and reports write it;
+        with the :attr:`history` keys after them when the spec has a history."""
+        out: dict[str, str | int] = {
             "source": self.source,
             "relationship": self.relationship.value,
             "target": self.target,
         }
+        if self.created_at is not None:
+            out.update(self.history)
+        return out
 
     @classmethod
     def coerce(
         cls, item: LinkSpec | tuple[str, str, Relationship | str] | Mapping[str, Any]
     ) -> LinkSpec:
         """A :class:`LinkSpec` from itself, a ``(source, target, relationship)`` tuple, or a
-        mapping with those keys."""
+        mapping with those keys (and optionally the history's: ``created_at``, …)."""
         if isinstance(item, LinkSpec):
             return item
         if isinstance(item, tuple) and len(item) == 3:
             return cls(*item)
         if isinstance(item, Mapping):
             try:
-                return cls(item["source"], item["target"], item["relationship"])
+                history = {name: item[name] for name in HISTORY_FIELDS if name in item}
+                return cls(item["source"], item["target"], item["relationship"], **history)
             except KeyError as exc:
                 raise InvalidInputError(
                     f"link spec {dict(item)!r} lacks {exc.args[0]!r}; "

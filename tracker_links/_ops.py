@@ -14,6 +14,7 @@ import attrs
 
 from ._exceptions import TrackerError
 from ._models import Link, LinkSpec
+from ._moves import Aliases
 from ._protocol import Request, SearchPage
 
 __all__ = ["Created", "Ops", "Unresolved"]
@@ -72,7 +73,11 @@ class Ops:
     ``concurrency`` is how many requests the client lets run at once: the engines start that
     many workers. ``clock`` is the client's clock (monotonic seconds), for ``elapsed``.
     ``delete`` deletes one link (issue, link id) safely and returns whether this call deleted
-    it (``False``: a 404, it was not there) with the number of DELETEs sent.
+    it (``False``: a 404, it was not there) with the number of DELETEs sent. ``version`` is
+    the client's API version (``"v2"``/``"v3"``), for the requests an engine builds itself
+    (search pages). ``aliases`` is the client's map of moved issue keys (old -> new), filled
+    as moves are seen: engines use it to tell an item's moved keys and to treat an old key and
+    its new key as one issue.
     """
 
     create: Callable[[LinkSpec], Awaitable[Created]]
@@ -82,3 +87,5 @@ class Ops:
     concurrency: int
     clock: Callable[[], float]
     delete: Callable[[str, int | str], Awaitable[tuple[bool, int]]] = _no_delete
+    version: str = "v2"
+    aliases: Aliases = attrs.field(factory=Aliases)

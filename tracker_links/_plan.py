@@ -8,6 +8,7 @@ issues, or written in either spelling, is one link) and, once read, by its id.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections import Counter
@@ -256,6 +257,25 @@ def make_plan(
     A link is deleted only with ``prune=True``, when both of its ends are in the scope, its
     relationship is managed and it is not desired. Links of unknown types are never touched.
     """
+    # The diff allocates hundreds of thousands of small objects and no reference cycle: the
+    # cyclic garbage collector, run meanwhile over everything the caller holds (the links read),
+    # cost ~40% of its time in measurements. It is paused for the call, and restored.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _make_plan(desired, scope, current, relationships, prune)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _make_plan(
+    desired: Iterable[SpecInput | object],
+    scope: Iterable[str],
+    current: Iterable[IssueLinks],
+    relationships: Iterable[Relationship | str] | str | None,
+    prune: bool,
+) -> Plan:
     managed = managed_relationships(relationships)
     scope_keys = set(scope)
 

@@ -27,6 +27,7 @@ from ._models import LinkSpec, Relationship, validate_key, validate_link_id
 
 __all__ = [
     "Request",
+    "check_version",
     "create_link",
     "create_request",
     "decode_answer",
@@ -34,6 +35,9 @@ __all__ = [
     "delete_link",
     "error_for",
     "get_links",
+    "import_request",
+    "issue_key",
+    "issue_key_of",
     "link_types",
     "myself",
     "parse_link_header",
@@ -45,11 +49,25 @@ __all__ = [
     "search_page_of",
     "search_scroll",
     "total_header",
+    "write_request",
 ]
 
 T = TypeVar("T")
 
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+
+API_VERSIONS: Final = ("v2", "v3")
+"""The API versions the library speaks; every path below starts with one (``/v2/…``)."""
+
+
+def check_version(value: object) -> str:
+    """``value`` if it is an API version the library speaks; raise otherwise."""
+    if isinstance(value, str) and value in API_VERSIONS:
+        return value
+    raise InvalidInputError(
+        f"invalid api_version {value!r}; expected one of: "
+        + ", ".join(repr(v) for v in API_VERSIONS)
+    )
 
 
 @attrs.frozen
@@ -67,17 +85,19 @@ class Request:
         return self.method != "POST" or self.path.endswith("/_search")
 
 
-def get_links(issue: str) -> Request:
-    """``GET /v2/issues/<issue>/links``."""
-    return Request("GET", f"/v2/issues/{validate_key(issue)}/links")
+def get_links(issue: str, version: str = "v2") -> Request:
+    """``GET /v2/issues/<issue>/links`` (``version``: ``"v2"`` or ``"v3"``, as every builder)."""
+    return Request("GET", f"/{version}/issues/{validate_key(issue)}/links")
 
 
-def create_link(issue: str, target: str, relationship: Relationship | str) -> Request:
+def create_link(
+    issue: str, target: str, relationship: Relationship | str, version: str = "v2"
+) -> Request:
     """``POST /v2/issues/<issue>/links`` with ``{"relationship": …, "issue": target}``.
 
     Validates as :class:`LinkSpec` does: the same keys, relationships and self-link rule.
     """
-    return create_request(LinkSpec(issue, target, relationship))
+    return create_request(LinkSpec(issue, target, relationship), version)
 
 
 # The start of each create body, encoded once: the same bytes as json.dumps of the whole dict.
@@ -87,25 +107,68 @@ _CREATE_BODY: Final = {
 }
 
 
-def create_request(spec: LinkSpec) -> Request:
+def create_request(spec: LinkSpec, version: str = "v2") -> Request:
     """The create request for an already validated :class:`LinkSpec` (no second check)."""
     body = _CREATE_BODY[spec.relationship] + json.dumps(spec.target).encode() + b"}"
-    return Request("POST", f"/v2/issues/{spec.source}/links", body=body)
+    return Request("POST", f"/{version}/issues/{spec.source}/links", body=body)
 
 
-def delete_link(issue: str, link_id: int | str) -> Request:
+_WIRE_NAMES: Final = {
+    "created_at": "createdAt",
+    "created_by": "createdBy",
+    "updated_at": "updatedAt",
+    "updated_by": "updatedBy",
+}
+
+
+def import_request(spec: LinkSpec, version: str = "v2") -> Request:
+    """``POST /v2/issues/<source>/links/_import``: the create body plus the spec's history
+    (``createdAt``, ``createdBy``, and ``updatedAt``/``updatedBy`` when given)."""
+    body: dict[str, str | int] = {"relationship": spec.relationship.value, "issue": spec.target}
+    for name, value in spec.history.items():
+        body[_WIRE_NAMES[name]] = value
+    return Request(
+        "POST", f"/{version}/issues/{spec.source}/links/_import", body=json.dumps(body).encode()
+    )
+
+
+def write_request(spec: LinkSpec, version: str = "v2") -> Request:
+    """The request that makes ``spec``'s link: the import when it has a history, else create."""
+    if spec.created_at is None:
+        return create_request(spec, version)
+    return import_request(spec, version)
+
+
+def delete_link(issue: str, link_id: int | str, version: str = "v2") -> Request:
     """``DELETE /v2/issues/<issue>/links/<link_id>``."""
-    return Request("DELETE", f"/v2/issues/{validate_key(issue)}/links/{validate_link_id(link_id)}")
+    return Request(
+        "DELETE", f"/{version}/issues/{validate_key(issue)}/links/{validate_link_id(link_id)}"
+    )
 
 
-def link_types() -> Request:
+def link_types(version: str = "v2") -> Request:
     """``GET /v2/linktypes``."""
-    return Request("GET", "/v2/linktypes")
+    return Request("GET", f"/{version}/linktypes")
 
 
-def myself() -> Request:
+def issue_key(issue: str, version: str = "v2") -> Request:
+    """``GET /v2/issues/<issue>?fields=key,aliases``: the issue's current key (it may have
+    moved: its old key stays an alias)."""
+    return Request(
+        "GET", f"/{version}/issues/{validate_key(issue)}", params=(("fields", "key,aliases"),)
+    )
+
+
+def issue_key_of(data: object) -> str:
+    """The ``key`` of an issue's JSON."""
+    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+        raise ValueError("expected a JSON object with the issue's key")
+    return str(data["key"])
+
+
+def myself(version: str = "v2") -> Request:
     """``GET /v2/myself``: the token's own user."""
-    return Request("GET", "/v2/myself")
+    return Request("GET", f"/{version}/myself")
 
 
 _USER_ID_FIELDS: Final = ("uid", "login", "id", "trackerUid", "passportUid")
@@ -118,11 +181,13 @@ def user_ids(data: object) -> frozenset[str]:
     return frozenset(str(data[k]) for k in _USER_ID_FIELDS if data.get(k) not in (None, ""))
 
 
-def search_issues(body: Mapping[str, Any], params: Mapping[str, str | int]) -> Request:
+def search_issues(
+    body: Mapping[str, Any], params: Mapping[str, str | int], version: str = "v2"
+) -> Request:
     """``POST /v2/issues/_search`` with a ``filter``/``query``/``queue`` body."""
     return Request(
         "POST",
-        "/v2/issues/_search",
+        f"/{version}/issues/_search",
         params=tuple((k, str(v)) for k, v in params.items()),
         body=json.dumps(body).encode(),
     )
@@ -138,6 +203,8 @@ SCROLL_ABOVE = 10_000
 _SCROLL_TTL_MS: Final = 60_000
 
 _QUEUE_RE: Final = re.compile(r"[A-Z][A-Z0-9_]*")
+SEARCH_FIELDS: Final = "key,aliases"
+"""The fields a search asks of each issue: its key, and its former keys if it was moved."""
 
 
 def search_body(
@@ -166,13 +233,17 @@ def search_body(
     return {"filter": dict(filter)}
 
 
-def search_page(body: Mapping[str, Any], page: int) -> Request:
-    """Page ``page`` (from 1) of a search, :data:`PER_PAGE` issues, keys only."""
-    return search_issues(body, {"perPage": PER_PAGE, "page": page, "fields": "key"})
+def search_page(body: Mapping[str, Any], page: int, version: str = "v2") -> Request:
+    """Page ``page`` (from 1) of a search, :data:`PER_PAGE` issues: their keys and aliases."""
+    params: dict[str, str | int] = {"perPage": PER_PAGE, "page": page, "fields": SEARCH_FIELDS}
+    return search_issues(body, params, version)
 
 
 def search_scroll(
-    body: Mapping[str, Any], scroll_id: str | None = None, token: str | None = None
+    body: Mapping[str, Any],
+    scroll_id: str | None = None,
+    token: str | None = None,
+    version: str = "v2",
 ) -> Request:
     """The first scroll request of a search (no ``scroll_id``), or the next one."""
     params: dict[str, str | int]
@@ -183,8 +254,8 @@ def search_scroll(
         if token:
             params["scrollToken"] = token
     params["scrollTTLMillis"] = _SCROLL_TTL_MS
-    params["fields"] = "key"
-    return search_issues(body, params)
+    params["fields"] = SEARCH_FIELDS
+    return search_issues(body, params, version)
 
 
 def total_header(value: str | None) -> int | None:
@@ -197,7 +268,10 @@ def total_header(value: str | None) -> int | None:
 
 @attrs.frozen
 class SearchPage:
-    """One answer of ``_search``: the issue keys, and what its headers say about the rest."""
+    """One answer of ``_search``: the issue keys, and what its headers say about the rest.
+
+    ``moved`` lists ``(key, former keys)`` for the issues whose ``aliases`` show a move.
+    """
 
     keys: list[str]
     total: int | None = None  # X-Total-Count
@@ -205,6 +279,7 @@ class SearchPage:
     has_next: bool = False  # a Link: rel="next"
     scroll_id: str | None = None
     scroll_token: str | None = None
+    moved: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def search_page_of(data: Any, headers: Mapping[str, str]) -> SearchPage:
@@ -212,11 +287,17 @@ def search_page_of(data: Any, headers: Mapping[str, str]) -> SearchPage:
     if not isinstance(data, list):
         raise ValueError(f"expected a JSON array of issues, got {type(data).__name__}")
     keys: list[str] = []
+    moved: list[tuple[str, tuple[str, ...]]] = []
     for issue in data:
         key = issue.get("key") if isinstance(issue, dict) else None
         if not isinstance(key, str):
             raise ValueError(f"an issue without a string key: {str(issue)[:100]}")
         keys.append(key)
+        aliases = issue.get("aliases")  # its former keys, when it was moved
+        if aliases and isinstance(aliases, list):
+            former = tuple(str(a) for a in aliases if a)
+            if former:
+                moved.append((key, former))
     pages = total_header(headers.get("x-total-pages"))
     return SearchPage(
         keys,
@@ -225,6 +306,7 @@ def search_page_of(data: Any, headers: Mapping[str, str]) -> SearchPage:
         has_next="next" in parse_link_header(headers.get("link")),
         scroll_id=headers.get("x-scroll-id") or None,
         scroll_token=headers.get("x-scroll-token") or None,
+        moved=tuple(moved),
     )
 
 

@@ -30,8 +30,9 @@ CLOCK_SKEW: Final = 2.0
 class Provenance:
     """Judges links found after lost answers, for one client (it caches the token's user)."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, version: str = "v2") -> None:
         self._transport = transport
+        self._version = version
         self._myself: frozenset[str] | None = None
         self._lock = anyio.Lock()
 
@@ -61,7 +62,7 @@ class Provenance:
             async with self._lock:
                 if self._myself is None:
                     transport = self._transport
-                    req = _protocol.myself()
+                    req = _protocol.myself(self._version)
                     try:
                         resp = await transport.send(req)
                         self._myself = _protocol.decode_answer(
@@ -77,7 +78,7 @@ class Provenance:
 
     async def _fetch(self) -> frozenset[str]:
         transport = self._transport
-        req = _protocol.myself()
+        req = _protocol.myself(self._version)
         resp = await transport.send(req)
         return _protocol.decode_answer(
             req, resp.status, resp.content, _protocol.user_ids, "user", transport.base_url

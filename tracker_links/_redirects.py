@@ -34,7 +34,8 @@ def follow(
     """The request to send after ``req`` (sent to ``url``) got ``status`` with ``location``.
 
     ``hops``: redirects followed so far. Raises :class:`TrackerError` (naming the target, with
-    the status) for a redirect that is not followed: no ``Location``, another origin, a path
+    the status) for a redirect that is not followed: a 3xx other than ``FOLLOWED`` (a 303 or
+    a 300 is no answer to a write, never a success), no ``Location``, another origin, a path
     outside the base URL, or more than ``MAX_REDIRECTS`` hops.
     """
 
@@ -46,6 +47,9 @@ def follow(
             url=url,
         )
 
+    if status not in FOLLOWED:
+        where = f"to {location[:200]!r}, " if location else ""
+        raise refuse(f"{where}not followed (only 301, 302, 307 and 308 are)")
     if not location:
         raise refuse("without a Location")
     try:

@@ -58,6 +58,8 @@ class Outcome:
     ``EXISTS``: ``"created_at"`` (the link's ``createdAt`` against the first attempt),
     ``"created_by"`` (its ``createdBy`` against the token's own user), both joined by ``+``,
     or ``"read_back"`` (found, with neither field to check).
+    ``moved`` maps the item's keys that belong to moved issues to their current keys
+    (``{"OLD-3": "NEW-7"}``): the link is on the new keys. ``None`` when neither end moved.
     """
 
     spec: Any
@@ -70,6 +72,7 @@ class Outcome:
     repeat_of: int | None = None
     line: int | None = None
     verified_by: str | None = None
+    moved: dict[str, str] | None = attrs.field(default=None, hash=False)
 
     @property
     def ok(self) -> bool:
@@ -102,12 +105,16 @@ class Outcome:
         if self.link is not None:
             out["link_id"] = self.link.id
             if isinstance(spec, LinkSpec):
-                out["link_issue"] = spec.source  # where it was created (or found): undo's key
+                # Where it was created (or found): undo's key; a moved source's new key.
+                moved = self.moved
+                out["link_issue"] = moved.get(spec.source, spec.source) if moved else spec.source
         out["attempts"] = self.attempts
         if self.repeat_of is not None:
             out["repeat_of"] = self.repeat_of
         if self.verified_by is not None:
             out["verified_by"] = self.verified_by
+        if self.moved:
+            out["moved"] = dict(self.moved)
         if self.error is not None:
             out["error"] = type(self.error).__name__
             out["status_code"] = self.error.status_code
@@ -170,6 +177,15 @@ class BulkReport:
         """True when nothing failed or was skipped."""
         return all(o.ok for o in self.outcomes)
 
+    @property
+    def moved(self) -> dict[str, str]:
+        """Every moved issue key the items named, with its current key (``{}`` if none)."""
+        out: dict[str, str] = {}
+        for o in self.outcomes:
+            if o.moved:
+                out.update(o.moved)
+        return out
+
     def counts(self) -> dict[str, int]:
         """The outcomes of each status: ``{"created": n, "exists": n, "failed": n, …}``."""
         counts = dict.fromkeys((s.value for s in OutcomeStatus), 0)
@@ -192,6 +208,9 @@ class BulkReport:
         if deletes:
             shown += ["deleted", "absent"]
         counted = ", ".join(f"{c[s]} {s}" for s in [*shown, "failed", "skipped"])
+        moved = self.moved
+        if moved:
+            counted += f"; {len(moved)} moved issue keys followed"
         return f"{n} items in {self.elapsed:.1f}s{rate}: {counted}"
 
     def write_jsonl(self, path: str | os.PathLike[str]) -> None:
@@ -203,11 +222,16 @@ class BulkReport:
 
 @attrs.frozen
 class IssueLinks:
-    """The links of one issue; ``error`` is set (and ``links`` empty) when reading failed."""
+    """The links of one issue; ``error`` is set (and ``links`` empty) when reading failed.
+
+    ``aliases`` are the issue's former keys (it was moved), when the search that found it
+    says so (:meth:`LinkService.queue_links`); empty otherwise.
+    """
 
     key: str
     links: list[Link]
     error: TrackerError | None = None
+    aliases: tuple[str, ...] = ()
 
 
 @attrs.define

@@ -6,14 +6,18 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
 from ._bulk_create import SpecInput
 from ._bulk_delete import DeleteInput
 from ._converter import structure_link, structure_link_types, structure_links
-from ._exceptions import ConflictError, NotFoundError, TrackerError
-from ._models import Link, LinkSpec, LinkType, Relationship
+from ._exceptions import AuthError, ConflictError, InvalidInputError, NotFoundError, TrackerError
+from ._finding import Finder
+from ._history import clone_refused, import_forbidden, judge_import
+from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
+from ._moves import Aliases
 from ._ops import Created, Ops, Unresolved
 from ._plan import Plan
 from ._provenance import Provenance
@@ -39,10 +43,15 @@ class LinkService:
     concurrency cap, rate limit and 429 cool-down with every other call on the client.
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, api_version: str = "v2") -> None:
         self._transport = transport
+        self._version = api_version
+        # Moved issues seen so far (old key -> new key), shared with the bulk engines.
+        self._aliases = Aliases()
+        self._finder = Finder(transport, api_version, self._aliases, self.get)
+        self._find = self._finder.find
         self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
-        self._provenance = Provenance(transport)
+        self._provenance = Provenance(transport, api_version)
         # What the bulk engines may call: these few methods, not the service's insides.
         self._ops = Ops(
             create=self._create,
@@ -51,6 +60,8 @@ class LinkService:
             search=self._search,
             concurrency=transport.limiter.total,
             clock=transport.clock,
+            version=api_version,
+            aliases=self._aliases,
             delete=self._delete_if_there,
         )
 
@@ -63,9 +74,21 @@ class LinkService:
         >>> [(l.relationship, l.target.key) for l in links]    # doctest: +SKIP
         [(<Relationship.DEPENDS_ON: 'depends on'>, 'PROJ-7')]
         """
-        req = _protocol.get_links(issue)
+        req = _protocol.get_links(issue, self._version)
         resp = await self._transport.send(req)
+        self._finder.learn(issue, req, resp)
         return self._decode(req, resp, structure_links, "links")
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """The moved issues this client has met: old key -> current key (read only).
+
+        Learnt from the redirects the service answers an old key with, from the links it
+        answers (their ``self`` and ``object``), from the ``aliases`` of search results and
+        from a journal's records. A moved key and its current key are one issue to the safe
+        create's read-back and to the de-duplication of bulk repeats.
+        """
+        return self._aliases
 
     async def create(
         self,
@@ -84,31 +107,78 @@ class LinkService:
 
         >>> await client.links.create("PROJ-12", "PROJ-7", "depends on")   # doctest: +SKIP
         """
-        spec = LinkSpec(issue, target, relationship)
+        return await self._make(LinkSpec(issue, target, relationship), exist_ok)
+
+    async def import_link(
+        self,
+        issue: str,
+        target: str,
+        relationship: Relationship | str,
+        *,
+        created_at: datetime | str,
+        created_by: str | int,
+        updated_at: datetime | str | None = None,
+        updated_by: str | int | None = None,
+        exist_ok: bool = False,
+    ) -> Link:
+        """Link ``issue`` to ``target`` with the link's original author and dates; return it.
+
+        For migrations (``POST /v2/issues/<issue>/links/_import``): ``created_at``/``updated_at``
+        are aware datetimes or the service's text ``YYYY-MM-DDThh:mm:ss.sss±hhmm``;
+        ``created_by``/``updated_by`` a login or a numeric user id; ``updated_at`` and
+        ``updated_by`` go together. Bad values raise :class:`InvalidInputError` before any
+        request. The relationships are those of :meth:`create`, plus ``clone`` and ``original``.
+
+        Safe as :meth:`create` (the same machinery): after an unknown outcome it reads the
+        issue's links before sending again, and an existing link (with or without a history)
+        raises :class:`ConflictError` with ``.link``, or is returned with ``exist_ok=True``.
+        The service lets only an administrator import (newer docs): a 403 is an
+        :class:`AuthError` that says so.
+
+        >>> await client.links.import_link(                              # doctest: +SKIP
+        ...     "PROJ-12", "PROJ-7", "depends on",
+        ...     created_at="2019-03-01T10:00:00.000+0300", created_by="ivanov")
+        """
+        if created_at is None or created_by is None:
+            raise InvalidInputError("import_link needs created_at and created_by")
+        spec = LinkSpec(
+            issue,
+            target,
+            relationship,
+            created_at=created_at,
+            created_by=created_by,
+            updated_at=updated_at,
+            updated_by=updated_by,
+        )
+        return await self._make(spec, exist_ok)
+
+    async def _make(self, spec: LinkSpec, exist_ok: bool) -> Link:
+        """:meth:`create` and :meth:`import_link`: the safe create, and its conflict."""
         try:
             done = await self._create(spec)
         except Unresolved as exc:
             raise exc.cause from None
         if not done.made and not exist_ok:
             raise ConflictError(
-                f"the link already exists: {issue} {spec.relationship.value} {target}",
+                f"the link already exists: {spec.source} {spec.relationship.value} {spec.target}",
                 link=done.link,
                 status_code=done.refusal.status_code if done.refusal else None,
                 messages=done.refusal.messages if done.refusal else (),
                 method="POST",
-                url=self._transport.base_url + _protocol.create_request(spec).path,
+                url=self._transport.base_url + _protocol.write_request(spec, self._version).path,
             )
         return done.link
 
     async def _create(self, spec: LinkSpec) -> Created:
-        """The safe create: what it did, with the POSTs sent (for bulk reports).
+        """The safe create (the import, for a spec with a history): what it did, with the POSTs
+        sent (for bulk reports).
 
         A duplicate refused by the service, or a link found after an unknown outcome that
         :meth:`_judge` says predates the attempt, is returned with ``made=False``. Raises
         :class:`Unresolved` when the fate stays unknown (the read-back itself failed).
         """
         issue, target = spec.source, spec.target
-        req = _protocol.create_request(spec)
+        req = _protocol.write_request(spec, self._version)
         transport = self._transport
         uncertain = False
         attempts = 0
@@ -139,30 +209,45 @@ class LinkService:
                 except TrackerError as find_error:
                     raise Unresolved(exc.cause if delay is None else find_error, attempts) from None
                 if existing is not None:
-                    made, how = await self._provenance.judge(existing, since)
+                    made, how = await self._judged(spec, existing, since)
                     return Created(existing, attempts, made, how)
                 if delay is None:
                     raise exc.cause from None
                 continue
             except ConflictError as exc:
-                existing = await self._confirm(spec)
+                clone = spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None
+                # A clone link refused by create is most likely the refusal, not a duplicate
+                # whose listing lags: one look, not the lag's patience.
+                existing = await (self._find(spec, True) if clone else self._confirm(spec))
                 if existing is None:
+                    if clone:
+                        raise clone_refused(exc) from None
                     raise
                 if uncertain:  # an earlier attempt of ours may be the one that landed
-                    made, how = await self._provenance.judge(existing, since)
+                    made, how = await self._judged(spec, existing, since)
                     return Created(existing, attempts, made, how)
                 return Created(existing, attempts, False, None, exc)
-            return Created(self._decode(req, resp, structure_link, "link"), attempts)
+            except InvalidInputError as exc:
+                if spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None:
+                    raise clone_refused(exc) from None
+                raise
+            except AuthError as exc:
+                if exc.status_code == 403 and spec.created_at is not None:
+                    raise import_forbidden(exc) from None
+                raise
+            link = self._decode(req, resp, structure_link, "link")
+            self._finder.learn_made(spec, link, resp)
+            return Created(link, attempts)
 
-    async def _find(self, spec: LinkSpec) -> Link | None:
-        for link in await self.get(spec.source):
-            if spec.matches(link):
-                return link
-        return None
+    async def _judged(self, spec: LinkSpec, link: Link, since: float) -> tuple[bool, str]:
+        """:meth:`_judge`, or for an import (whose ``createdAt`` is history) its own rule."""
+        if spec.created_at is not None:
+            return judge_import(spec.created_at, link.created_at)
+        return await self._provenance.judge(link, since)
 
     async def _confirm(self, spec: LinkSpec) -> Link | None:
         """Find a link the service says exists, allowing for its listing to lag."""
-        found = await self._find(spec)
+        found = await self._find(spec, True)
         for delay in _CONFIRM_DELAYS:
             if found is not None:
                 break
@@ -189,7 +274,7 @@ class LinkService:
         With ``missing_ok``, a 404 to the first attempt returns ``(False, 1)`` instead of
         raising (the link is not there; the caller has just listed the issue).
         """
-        req = _protocol.delete_link(issue, link_id)
+        req = _protocol.delete_link(issue, link_id, self._version)
         wanted = str(link_id)
         transport = self._transport
         retry = transport.retry
@@ -261,7 +346,7 @@ class LinkService:
 
     async def types(self) -> list[LinkType]:
         """The organization's link types (``GET /v2/linktypes``)."""
-        req = _protocol.link_types()
+        req = _protocol.link_types(self._version)
         resp = await self._transport.send(req)
         return self._decode(req, resp, structure_link_types, "link types")
 

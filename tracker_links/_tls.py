@@ -12,7 +12,7 @@ import certifi
 
 from ._exceptions import InvalidInputError
 
-__all__ = ["Verify", "describe", "make_context", "permanent_failure", "resolve"]
+__all__ = ["ProtocolRefused", "Verify", "describe", "make_context", "permanent_failure", "resolve"]
 
 Verify: TypeAlias = "bool | str | os.PathLike[str] | ssl.SSLContext"
 
@@ -33,6 +33,15 @@ HINT: Final = (
     "if the server's certificate comes from a private or corporate CA, pass its CA bundle as "
     "TrackerClient(verify='/path/to/ca.pem') (command line: --ca-bundle), or set SSL_CERT_FILE"
 )
+
+
+class ProtocolRefused(Exception):
+    """The server chose a protocol over ALPN that this client does not speak (``h2``): the
+    ``SSLContext`` given as ``verify=`` offers it. No retry can fix that either."""
+
+    def __init__(self, alpn: str) -> None:
+        super().__init__(alpn)
+        self.alpn = alpn
 
 
 def resolve(verify: Verify) -> ssl.SSLContext | bool:
@@ -81,13 +90,14 @@ def make_context(verify: Verify) -> ssl.SSLContext:
     return context
 
 
-def permanent_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error behind ``exc`` if no retry can fix it (a certificate or a non-TLS port)."""
+def permanent_failure(exc: BaseException) -> ssl.SSLError | ProtocolRefused | None:
+    """The TLS error behind ``exc`` if no retry can fix it (a certificate, a non-TLS port, a
+    context that offers ``h2``)."""
     seen: BaseException | None = exc
     for _ in range(8):  # the chain of a mapped exception is short
         if seen is None:
             break
-        if isinstance(seen, ssl.SSLCertVerificationError):
+        if isinstance(seen, (ssl.SSLCertVerificationError, ProtocolRefused)):
             return seen
         if isinstance(seen, ssl.SSLError) and getattr(seen, "reason", None) in _NOT_TLS:
             return seen
@@ -95,8 +105,14 @@ def permanent_failure(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def describe(error: ssl.SSLError, host: str) -> str:
+def describe(error: ssl.SSLError | ProtocolRefused, host: str) -> str:
     """What failed, for whom, and what to do about it."""
+    if isinstance(error, ProtocolRefused):
+        return (
+            f"TLS handshake with {host}: the server chose {error.alpn!r} over ALPN, not "
+            "http/1.1: an SSLContext given as verify= must offer only http/1.1 "
+            "(context.set_alpn_protocols(['http/1.1']))"
+        )
     if isinstance(error, ssl.SSLCertVerificationError):
         what = error.verify_message or error.reason or "certificate verify failed"
         return f"TLS certificate of {host} not accepted: {what}; {HINT}"

@@ -19,6 +19,7 @@ from . import _protocol, _redirects, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
 from ._policy import RateGate, RetryPolicy
+from ._quota import QuotaGate
 
 __all__ = ["Redirected", "Response", "Transport"]
 
@@ -99,6 +100,28 @@ class Slots:
         self._free = total
         self._waiters: collections.deque[anyio.Event] = collections.deque()
 
+    @property
+    def busy(self) -> int:
+        """The slots taken now."""
+        return self.total - self._free
+
+    def resize(self, total: int) -> None:
+        """Allow ``total`` at once from now on (a smaller total takes effect as slots free)."""
+        self._free += total - self.total
+        self.total = total
+        while self._free > 0 and self._waiters:
+            self._free -= 1
+            self._waiters.popleft().set()
+
+    async def requeue(self) -> None:
+        """Give a held slot back and queue for one again (the total shrank meanwhile)."""
+        self.release()
+        try:
+            await self.acquire()
+        except BaseException:
+            self._free -= 1  # the caller still releases the slot it held: keep the count
+            raise
+
     async def acquire(self) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1
@@ -115,7 +138,7 @@ class Slots:
             raise
 
     def release(self) -> None:
-        if self._waiters:
+        if self._waiters and self._free >= 0:
             self._waiters.popleft().set()
         else:
             self._free += 1
@@ -176,6 +199,7 @@ class Transport:
         rand: Callable[[], float] = random.random,
         direct: FastTransport | None = None,
         timeout: float | None = None,
+        quota: QuotaGate | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -193,22 +217,53 @@ class Transport:
         self._timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout)
         self._headers = dict(headers) if headers else None
         self.limiter = Slots(max_concurrency)
+        self.on_wire = 0
+        """Requests sent and not yet answered (a limiter slot also covers the pacing wait)."""
         self.gate = rate
         self.counts = Counts()
         self.retry = retry
         self.sleep = sleep
         self.clock = clock
         self.rand = rand
+        self.quota = quota
 
-    async def _admit(self, req: _protocol.Request, deadline: float) -> None:
-        """Wait for the shared cool-down and a paced slot; refuse a wait past ``deadline``."""
-        gate, clock = self.gate, self.clock
+    async def _admit_shared(self, req: _protocol.Request, deadline: float) -> int:
+        """:meth:`_admit` through a shared quota: one round trip per try; returns its epoch."""
+        quota, limiter = self.quota, self.limiter
+        assert quota is not None
         while True:
+            if limiter._free < 0:
+                await limiter.requeue()
+            answer = await quota.admit()
+            if answer.booked:
+                if answer.wait > 0:
+                    await self.sleep(answer.wait)
+                return answer.epoch
+            if self.clock() + answer.wait > deadline:
+                raise RateLimitError(
+                    f"the shared quota is cooling down after a 429 for {answer.wait:.1f}s "
+                    "more, past this call's retry deadline",
+                    method=req.method,
+                    url=self.base_url + req.path,
+                    retry_after=answer.wait,
+                )
+            await self.sleep(answer.wait)
+
+    async def _admit(self, req: _protocol.Request, deadline: float) -> int:
+        """Wait for the shared cool-down and a paced slot; refuse a wait past ``deadline``.
+
+        Returns the epoch the request was admitted in (a 429 of a later epoch is not news)."""
+        if self.quota is not None:
+            return await self._admit_shared(req, deadline)
+        gate, clock, limiter = self.gate, self.clock, self.limiter
+        while True:
+            if limiter._free < 0:
+                await limiter.requeue()  # the learned window shrank while this one waited
             now = clock()
             epoch = gate.epoch
             wait = gate.reserve(now)
             if wait <= 0:
-                return
+                return epoch
             cooling = now < gate.cooldown_until
             if cooling and now + wait > deadline:
                 raise RateLimitError(
@@ -220,7 +275,7 @@ class Transport:
                 )
             await self.sleep(wait)
             if not cooling and gate.epoch == epoch:
-                return  # the booked slot is still good
+                return epoch  # the booked slot is still good
 
     async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
         """Send ``req`` and return a 2xx answer, or raise the library's exception.
@@ -242,9 +297,16 @@ class Transport:
             status: int | None = None
             error: TrackerError
             retry_after: float | None = None
+            window = self.gate.window
+            if window is not None:
+                allowed = window.current(clock())
+                if allowed != self.limiter.total:
+                    self.limiter.resize(allowed)
             async with self.limiter:
-                await self._admit(req, started + retry.deadline)
+                epoch = await self._admit(req, started + retry.deadline)
                 sent_at = clock()
+                self.on_wire += 1
+                inflight = self.on_wire
                 try:
                     direct, prepared = self._direct, self._prepared
                     if (
@@ -304,8 +366,8 @@ class Transport:
                             now - sent_at,
                         )
                     if status < 400:
-                        self.gate.on_accepted(now)
-                        if status >= 300 and status in _redirects.FOLLOWED:
+                        self.gate.on_accepted(now, inflight, now - sent_at)
+                        if status >= 300:  # a moved issue (or a 3xx that is refused)
                             moved = moved or []
                             location = resp.headers.get("location")
                             req = _redirects.follow(
@@ -330,20 +392,23 @@ class Transport:
                         retry_after = _protocol.parse_retry_after(
                             resp.headers.get("retry-after"), time.time()
                         )
-                        cooldown = (
-                            retry_after
-                            if retry_after is not None
-                            else retry.backoff(attempt, self.rand)
-                        )
-                        self.gate.on_rate_limited(now, sent_at, cooldown)
+                        # Without Retry-After the gate guesses the cool-down (and learns it).
+                        if self.quota is not None:
+                            await self.quota.rate_limited(
+                                epoch, now, sent_at, retry_after, inflight
+                            )
+                        else:
+                            self.gate.on_rate_limited(now, sent_at, retry_after, inflight)
                     else:
-                        self.gate.on_accepted(now)
+                        self.gate.on_accepted(now, inflight, now - sent_at)
                     error = _protocol.error_for(
                         status, resp.content, method=req.method, url=url, retry_after=retry_after
                     )
                     if status not in _protocol.RETRYABLE_STATUSES:
                         raise error
                     proven_unsent = status == 429
+                finally:
+                    self.on_wire -= 1
             if not proven_unsent and not retry_uncertain:
                 raise UncertainError(error)
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)

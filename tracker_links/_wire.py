@@ -261,7 +261,7 @@ def parse_fields(block: bytes, what: str = "header") -> list[tuple[bytes, bytes]
     fields = []
     for line in lines:
         name, sep, value = line.partition(b":")
-        if name not in _NAMES:
+        if not sep or name not in _NAMES:
             _check_name(name, sep, line, what)
         fields.append((name, value.strip(b" \t")))
     return fields
@@ -305,7 +305,7 @@ def _parse_head(buf: bytes, start: int, eol: int, end: int) -> Head:
             _check_lines(block, "header")
         for line in lines:
             name, sep, value = line.partition(b":")
-            kind = _NAMES.get(name)
+            kind = _NAMES.get(name) if sep else None  # a name seen before, then a colon
             if kind is None:
                 kind = _check_name(name, sep, line, "header")
             value = value.strip(b" \t")

@@ -1,8 +1,8 @@
 """The command-line tool ``tracker-links`` (also ``python -m tracker_links``).
 
-Commands: ``get``, ``link``, ``unlink``, ``types``, ``bulk-link``, ``queue-links``,
-``sync``, ``apply``, ``fake-server`` and ``demo``; ``tracker-links COMMAND --help`` describes
-each one (``sync`` exits 3 when it planned changes it did not apply).
+Commands: ``get``, ``link``, ``unlink``, ``types``, ``bulk-link``, ``bulk-unlink``, ``undo``,
+``queue-links``, ``sync``, ``apply``, ``fake-server`` and ``demo``; ``tracker-links COMMAND
+--help`` describes each one (``sync`` exits 3 when it planned changes it did not apply).
 
 Exit status: 0 all done; 1 some items failed; 2 bad usage, an input file that cannot be read
 or has no usable header, a missing credential, or an authentication failure (401/403);
@@ -51,7 +51,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the whole command line, each command registered by its module."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -14,7 +14,7 @@ from typing import Any, Final, TextIO
 import attrs
 
 from .._client import TrackerClient
-from .._exceptions import AuthError, TrackerError
+from .._exceptions import AuthError, InvalidInputError, TrackerError
 from .._models import LinkSpec
 from .._reports import Outcome, OutcomeStatus
 from ._errors import (
@@ -60,9 +60,11 @@ class BulkResult:
     problems_path: str | None
     report_path: str | None
     journal: str | None
-    lines: LineCount
+    lines: LineCount | None  # None: the input was a journal (undo)
     interrupted: bool = False
     statuses: tuple[str, ...] = CREATE_STATUSES
+    moved: dict[str, str] = attrs.field(factory=dict)
+    """The moved issues the input named: old key -> the key the links went to."""
 
 
 class _BulkSink:
@@ -85,6 +87,7 @@ class _BulkSink:
         self.overflow_path: str | None = None
         self.auth: TrackerError | None = None
         self.lines: array[int] = array("Q")  # line number of the spec passed at each index
+        self.moved: dict[str, str] = {}  # moved issues seen: old key -> new key
 
     def bad_line(self, row: Row) -> None:
         """A data line that is not a link spec: an item that failed, without a request."""
@@ -105,7 +108,7 @@ class _BulkSink:
         line = outcome.line if outcome.line is not None else self.lines[outcome.index]
         record["line"] = line
         first = outcome.repeat_of
-        if first is not None:  # say it with lines: users know the lines of their file
+        if first is not None and first < len(self.lines):  # say it with lines, not items
             same = f"same link as line {self.lines[first]}"
             if "reason" in record:
                 record["reason"] = f"{same}, which failed"
@@ -117,7 +120,16 @@ class _BulkSink:
             shown = f"line {line}: {spec_text(outcome.spec)}: {reason}"
         if isinstance(outcome.error, AuthError) and self.auth is None:
             self.auth = outcome.error
+        if outcome.moved:
+            self._moved(outcome.moved)
         self._add(outcome.status, record, line, shown)
+
+    def _moved(self, moved: dict[str, str]) -> None:
+        """Count each moved key once (the progress bar's ``moved`` counter)."""
+        fresh = [old for old in moved if old not in self.moved]
+        self.moved.update(moved)
+        if fresh:
+            self.progress.advance("moved", len(fresh), done=0)
 
     def _add(
         self, status: OutcomeStatus, record: dict[str, Any], line: int, shown: str | None
@@ -174,6 +186,7 @@ async def _bulk_send(
                     "target": spec.target,
                     "relationship": spec.relationship,
                     "line": row.line,
+                    **spec.history,  # created_at, created_by, ...: imported with them
                 }
 
     start = client.links.delete_many if delete else client.links.create_many
@@ -252,6 +265,64 @@ async def bulk_link(
         lines=data.count,
         interrupted=interrupt.interrupted,
         statuses=counters,
+        moved=sink.moved,
+    )
+
+
+async def undo_run(
+    ui: UI, client: TrackerClient, path: str, *, journal: str | None, report: str | None
+) -> BulkResult:
+    """Undo the bulk-link run whose journal is ``path`` (``client.links.undo``)."""
+    if journal is not None:
+        check_writable(journal, "journal")
+    total = None
+    if ui.live:
+        from .._undo import read_undo
+
+        try:
+            total = read_undo(path).count()
+        except InvalidInputError as exc:
+            raise UsageError(exc.message) from None
+    report_file: TextIO | None = None
+    if report is not None:
+        try:
+            report_file = open(report, "w", encoding="utf-8")  # noqa: SIM115, ASYNC230
+        except OSError as exc:
+            raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+    service = service_counts(client)
+    try:
+        with Progress(ui, "undoing", total, DELETE_STATUSES, service=service) as progress:
+            sink = _BulkSink(progress, report_file)
+            started = time.perf_counter()
+            try:
+                async with interruptible() as interrupt:
+                    await client.links.undo(
+                        path, journal=journal, on_progress=lambda _d, _t, o: sink.outcome(o)
+                    )
+            except InvalidInputError as exc:
+                raise UsageError(exc.message) from None
+            finally:
+                sink.close()
+            elapsed = time.perf_counter() - started
+        if report_file is not None and interrupt.interrupted:
+            report_file.write(json.dumps(PARTIAL) + "\n")
+    finally:
+        if report_file is not None:
+            report_file.close()
+    return BulkResult(
+        counts=sink.counts,
+        items=sink.items,
+        bad_lines=0,
+        problems=sink.problems,
+        shown=sorted(sink.shown),
+        elapsed=elapsed,
+        auth=sink.auth,
+        problems_path=report if report is not None else sink.overflow_path,
+        report_path=report,
+        journal=journal,
+        lines=None,
+        interrupted=interrupt.interrupted,
+        statuses=DELETE_STATUSES,
     )
 
 
@@ -260,7 +331,11 @@ def print_bulk(
 ) -> None:
     """The summary of a run on stdout: counts, the first failures, where the rest are."""
     if result.items == 0 and not result.interrupted:
-        ui.out(f"{title}: nothing to do: the input holds no data lines ({result.lines.text()})")
+        if result.lines is None:
+            ui.out(f"{title}: nothing to do: the journal records no link created")
+        else:
+            lines = result.lines.text()
+            ui.out(f"{title}: nothing to do: the input holds no data lines ({lines})")
         return
     c = result.counts
     rate = result.items / result.elapsed if result.elapsed > 0 else 0.0
@@ -272,8 +347,13 @@ def print_bulk(
     rows += [
         ["total", f"{n(result.items)}  in {result.elapsed:.1f} s ({rate:,.0f} items/s)"],
     ]
+    if result.moved:
+        rows.append(["moved keys", f"{n(len(result.moved))}  (followed to their new keys)"])
     ui.table(["", ""], rows, title=title, show_header=False)
-    ui.out(f"input: {result.lines.text()}")
+    if result.lines is not None:
+        ui.out(f"input: {result.lines.text()}")
+    if result.moved:
+        _print_moved(ui, result.moved)
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
         ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
@@ -312,6 +392,15 @@ def _print_interrupted(ui: UI, result: BulkResult) -> None:
             "to finish, run the same command again (the links made are found and reported "
             "exists); with --journal PATH a re-run sends nothing for what is done"
         )
+
+
+def _print_moved(ui: UI, moved: dict[str, str]) -> None:
+    """The moved keys of the input, old -> new (the first few; all are in the report)."""
+    shown = sorted(moved.items())[:SHOWN]
+    more = f"first {SHOWN} of {n(len(moved))}, " if len(moved) > SHOWN else ""
+    ui.out(f"moved issues ({more}old key -> new key; the links are on the new keys):")
+    for old, new in shown:
+        ui.out(f"  {old} -> {new}")
 
 
 def bulk_exit(result: BulkResult) -> int:

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import functools
 import itertools
+import json
 import os
 import random
 import tempfile
@@ -21,8 +22,8 @@ import attrs
 
 from .._client import TrackerClient
 from .._graph import find_cycles, natural_key
-from .._models import Relationship
-from ._bulk_run import bulk_link, print_bulk
+from .._models import LinkSpec, Relationship
+from ._bulk_run import bulk_link, print_bulk, undo_run
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, UsageError
 from ._export import LinkWriter, QueueExport, cycle_lines, export_queue, mermaid_id
 from ._input import FIELDS
@@ -32,6 +33,11 @@ from ._setup import DEMO_CONCURRENCY, need_fake, service_counts
 from ._setup import run as run_async
 
 __all__ = ["run"]
+
+# The demo's own token, and someone else's (who made a few links before the run).
+_DEMO_TOKEN: Final = "demo-token-not-a-secret"
+_OTHER_TOKEN: Final = "someone-elses-token"
+_DEMO_USERS: Final = ((_DEMO_TOKEN, "demo"), (_OTHER_TOKEN, "alice"))
 
 # Relationships of the generated demo links, with weights (no epic links: they need epics).
 _DEMO_MIX: Final = (
@@ -51,6 +57,7 @@ class _DemoInput:
     distinct: int  # distinct links that can be created
     repeats: int  # the same link again, as written or the other way round
     bad: int  # lines that are not valid link specs (they fail without a request)
+    links: tuple[tuple[str, str, str], ...] = ()  # the distinct links, in input order
 
 
 def _demo_input(path: str, *, pairs: int, issues: int, queue: str, seed: int) -> _DemoInput:
@@ -101,7 +108,25 @@ def _demo_input(path: str, *, pairs: int, issues: int, queue: str, seed: int) ->
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(FIELDS)
         writer.writerows(rows)
-    return _DemoInput(len(rows), len(distinct), len(repeats), len(bad))
+    order = {row: i for i, row in enumerate(rows)}
+    links = tuple(sorted(distinct, key=order.__getitem__))
+    return _DemoInput(len(rows), len(distinct), len(repeats), len(bad), links)
+
+
+def _part_of_journal(path: str, part: str, sources: Callable[[str], bool]) -> int:
+    """Copy the lines of the journal whose source passes ``sources`` to ``part``; return how
+    many of them record a link created (what undoing ``part`` deletes)."""
+    created = 0
+    with open(path, encoding="utf-8") as f, open(part, "w", encoding="utf-8") as out:
+        for line in f:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict) and sources(str(data.get("source", ""))):
+                out.write(line)
+                created += data.get("status") == "created"
+    return created
 
 
 def _mermaid_snippet(
@@ -175,7 +200,7 @@ def run(args: argparse.Namespace, ui: UI) -> int:
             FakeTracker(**settings)  # check the settings here, before starting a process
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        settings.update(queues={"DEMO": issues}, seed=args.seed)
+        settings.update(queues={"DEMO": issues}, seed=args.seed, users=dict(_DEMO_USERS))
         try:
             fake = stack.enter_context(FakeProcess(**settings))
         except RuntimeError as exc:
@@ -232,19 +257,39 @@ async def _demo(
     if rate is None and not args.adaptive and settings["rate_limit"]:
         rate = round(0.9 * settings["rate_limit"])
     client_rate = f"{rate:g} req/s" if rate else "adaptive"
-    client = TrackerClient(
-        token="demo-token-not-a-secret",
-        org_id="1",
-        base_url=base_url,
-        max_concurrency=concurrency,
-        rate_limit=rate,
-    )
+
+    def make_client(token: str = _DEMO_TOKEN) -> TrackerClient:
+        return TrackerClient(
+            token=token,
+            org_id="1",
+            base_url=base_url,
+            max_concurrency=concurrency,
+            rate_limit=rate,
+        )
+
+    client = make_client()
     checks: list[tuple[str, bool]] = []
+    # The undo of step 4 takes back the links of the first tenth of the issues; a few of them
+    # are made beforehand (by "someone else"): the run finds them, and the undo leaves them.
+    tenth = max(10, issues // 10)
+
+    def in_tenth(key: str) -> bool:
+        number = key.rpartition("-")[2]
+        return number.isdigit() and int(number) <= tenth
+
+    before = [link for link in made.links[3:] if in_tenth(link[0])][:10]
+    async with make_client(_OTHER_TOKEN) as other:
+        for source, relationship, target in before:
+            await other.links.create(source, target, relationship)
     async with client:
+        out(
+            f"  {n(len(before))} of those links made beforehand by alice (another token): the "
+            "run finds them there, and the undo of step 4 must leave them"
+        )
         # 1. the bulk run
         out("")
         out(
-            f"[1/3] bulk-link pairs.csv --journal journal.jsonl --report report.jsonl "
+            f"[1/4] bulk-link pairs.csv --journal journal.jsonl --report report.jsonl "
             f"(concurrency {concurrency}, rate {client_rate})"
         )
         first = await bulk_link(
@@ -278,7 +323,7 @@ async def _demo(
 
         # 2. the same again: nothing is re-sent
         out("")
-        out("[2/3] the same command again, with the same journal")
+        out("[2/4] the same command again, with the same journal")
         posts, total = _count(stats, "POST"), stats["total"]
         second = await bulk_link(
             ui, client, csv_path, journal=journal, report=report2, description="resuming"
@@ -295,7 +340,7 @@ async def _demo(
 
         # 3. the links of the queue, and a dependency picture
         out("")
-        out("[3/3] queue-links DEMO --format csv --cycles")
+        out("[3/4] queue-links DEMO --format csv --cycles")
         with open(export_path, "w", encoding="utf-8", newline="") as f:  # noqa: ASYNC230
             writer = LinkWriter("csv", f)
             t3 = time.perf_counter()
@@ -307,6 +352,7 @@ async def _demo(
                 await export_queue(client, "DEMO", None, export)
             writer.close()
         e3 = time.perf_counter() - t3
+
     out(
         f"  {n(export.issues)} issues read in {e3:.1f} s ({export.issues / max(e3, 1e-9):,.0f}"
         f" issues/s): {n(export.links)} links, written to {export_path}"
@@ -327,6 +373,43 @@ async def _demo(
             out(line)
         out("```")
 
+    async with make_client() as client:
+        # 4. undo part of the run: the links whose source is in the first tenth of the queue
+        part = os.path.join(workdir, "journal-part.jsonl")
+        undo_journal = os.path.join(workdir, "undo.jsonl")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(undo_journal)
+        expected = _part_of_journal(journal, part, in_tenth)
+        out("")
+        out(
+            f"[4/4] undo journal-part.jsonl --journal undo.jsonl (the journal's lines of "
+            f"DEMO-1..DEMO-{tenth}: {n(expected)} links the run created)"
+        )
+        t4 = time.perf_counter()
+        undone = await undo_run(ui, client, part, journal=undo_journal, report=None)
+        e4 = time.perf_counter() - t4
+        print_bulk(ui, undone, title="undo")
+        if undone.interrupted:
+            return EXIT_INTERRUPTED
+        left = int(fake_stats()["links"])
+        kept = 0
+        for source, relationship, target in before:
+            spec = LinkSpec(source, target, relationship)
+            kept += any(spec.matches(link) for link in await client.links.get(source))
+    checks.append(
+        (
+            f"the undo deleted exactly the {n(expected)} links the run created there: "
+            f"{n(stored)} -> {n(left)} stored",
+            undone.counts["deleted"] == expected and left == stored - expected,
+        )
+    )
+    checks.append(
+        (
+            f"the {n(len(before))} links made before the run are still there",
+            kept == len(before),
+        )
+    )
+
     elapsed = time.perf_counter() - t0
     out("")
     for text, ok in checks:
@@ -335,7 +418,8 @@ async def _demo(
     out(
         f"demo finished in {elapsed:.1f} s: bulk-link {n(first.items)} items in "
         f"{first.elapsed:.1f} s ({rate1:,.0f} items/s); resume in {second.elapsed:.2f} s; "
-        f"queue-links {n(export.issues)} issues in {e3:.1f} s"
+        f"queue-links {n(export.issues)} issues in {e3:.1f} s; undo {n(undone.items)} items "
+        f"in {e4:.1f} s"
     )
     if args.dir is None:
         out(f"(the files were in {workdir}, removed now; --dir PATH keeps them)")

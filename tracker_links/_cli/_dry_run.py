@@ -11,12 +11,13 @@ from collections import Counter
 from typing import Any, TextIO
 
 from .._delete_journal import DeleteJournal
+from .._exceptions import InvalidInputError
 from ._bulk_run import SHOWN
 from ._errors import EXIT_FAILED, EXIT_OK, UsageError
 from ._input import FIELDS, done_in_journal, open_input, read_rows
 from ._output import UI, clip, n
 
-__all__ = ["dry_run"]
+__all__ = ["dry_run", "undo_dry_run"]
 
 
 def _done(path: str, *, delete: bool) -> set[bytes]:
@@ -56,7 +57,7 @@ def dry_run(ui: UI, args: argparse.Namespace, *, delete: bool = False) -> int:
             data = read_rows(stream, args.format, name)
             writer = csv.writer(sys.stdout, lineterminator="\n") if data.fmt == "csv" else None
             if writer is not None:
-                writer.writerow(FIELDS)
+                writer.writerow([*FIELDS, *data.history])
             for row in data.rows:
                 record: dict[str, Any] = {"line": row.line}
                 if row.spec is None:
@@ -79,7 +80,15 @@ def dry_run(ui: UI, args: argparse.Namespace, *, delete: bool = False) -> int:
                         counts["send"] += 1
                         record["status"] = "send"
                         if writer is not None:
-                            writer.writerow([spec.source, spec.relationship.value, spec.target])
+                            history = spec.history
+                            writer.writerow(
+                                [
+                                    spec.source,
+                                    spec.relationship.value,
+                                    spec.target,
+                                    *(history.get(f, "") for f in data.history),
+                                ]
+                            )
                         else:
                             print(json.dumps(spec.as_dict(), ensure_ascii=False), file=sys.stdout)
                 if report is not None:
@@ -106,3 +115,46 @@ def dry_run(ui: UI, args: argparse.Namespace, *, delete: bool = False) -> int:
         for text in shown:
             ui.out(f"  {text}")
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def undo_dry_run(ui: UI, args: argparse.Namespace) -> int:
+    """What ``undo JOURNAL`` would delete: one CSV row per link; nothing is sent."""
+    from .._bulk_delete import LinkToDelete
+    from .._delete_journal import identity
+    from .._undo import read_undo
+
+    done = _done(args.journal, delete=True) if args.journal else set()
+    try:
+        items = read_undo(args.file)
+    except InvalidInputError as exc:
+        raise UsageError(exc.message) from None
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([*FIELDS, "link_id", "journal_line"])
+    counts: Counter[str] = Counter()
+    shown: list[str] = []
+    for item in items:
+        if not isinstance(item, LinkToDelete):
+            counts["bad"] += 1
+            if len(shown) < SHOWN:
+                shown.append(f"line {item.line}: {item.reason}")
+            continue
+        if identity(item.spec, item.link_id) in done:
+            counts["journal"] += 1
+            continue
+        counts["send"] += 1
+        spec = item.spec
+        writer.writerow(
+            [spec.source, spec.relationship.value, spec.target, item.link_id or "", item.line]
+        )
+    ui.out()
+    rows = [
+        ["would delete", f"{n(counts['send'])}  (the links the run created, by id when known)"],
+        ["in the journal", f"{n(counts['journal'])}  (undone already)"],
+        ["bad lines", n(counts["bad"])],
+    ]
+    ui.table(["", ""], rows, title="dry run: nothing was sent", show_header=False)
+    if items.garbled:
+        ui.out(f"{n(items.garbled)} journal lines are not records (torn writes): passed over")
+    for text in shown:
+        ui.out(f"  {text}")
+    return EXIT_FAILED if counts["bad"] else EXIT_OK

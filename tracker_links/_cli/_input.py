@@ -10,18 +10,19 @@ import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 import attrs
 
 from .._exceptions import InvalidInputError
 from .._journal import journal_done
-from .._models import LinkSpec
+from .._models import HISTORY_FIELDS, LinkSpec
 from ._errors import UsageError
 from ._output import clip, n
 
 __all__ = [
     "FIELDS",
+    "HISTORY",
     "QUOTED_LINES",
     "Input",
     "LineCount",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 FIELDS: Final = ("source", "relationship", "target")
+HISTORY: Final = HISTORY_FIELDS
+"""Optional columns (CSV) or keys (JSON Lines): a row with ``created_at`` is imported with its
+history (``created_at, created_by``, optionally ``updated_at, updated_by``)."""
 
 
 @attrs.frozen
@@ -47,7 +51,12 @@ class Row:
 
 
 def _spec_row(
-    line: int, source: str, relationship: str, target: str, raw: str | Callable[[], str]
+    line: int,
+    source: str,
+    relationship: str,
+    target: str,
+    raw: str | Callable[[], str],
+    history: dict[str, Any] | None = None,
 ) -> Row:
     values = (source, relationship, target)
     missing = [name for name, value in zip(FIELDS, values, strict=True) if not value]
@@ -55,6 +64,8 @@ def _spec_row(
         reason = f"missing {' and '.join(missing)}"
     else:
         try:
+            if history:
+                return Row(line, LinkSpec(source, target, relationship, **history))
             return Row(line, LinkSpec(source, target, relationship))
         except InvalidInputError as exc:
             reason = exc.message
@@ -104,11 +115,15 @@ class LineCount:
 
 @attrs.frozen
 class Input:
-    """The rows of an input file, read lazily, and the count of its lines so far."""
+    """The rows of an input file, read lazily, and the count of its lines so far.
+
+    ``history``: the optional history columns a CSV header names (:data:`HISTORY` order).
+    """
 
     fmt: str
     rows: Iterator[Row]
     count: LineCount
+    history: tuple[str, ...] = ()
 
 
 class _Lines:
@@ -214,7 +229,9 @@ def _blank(row: Sequence[str]) -> bool:
     return not any(cell.strip() for cell in row)
 
 
-def _csv_rows(lines: Iterator[str], name: str, count: LineCount) -> Iterator[Row]:
+def _csv_rows(
+    lines: Iterator[str], name: str, count: LineCount
+) -> tuple[Iterator[Row], tuple[str, ...]]:
     """Check the header now (exit 2 without one); return the data rows, read lazily."""
     reader = _CsvReader(lines, count)
     header: list[str] | None = None
@@ -239,10 +256,16 @@ def _csv_rows(lines: Iterator[str], name: str, count: LineCount) -> Iterator[Row
             "the first line must name the columns: source,relationship,target"
         )
     columns = (names.index("source"), names.index("relationship"), names.index("target"))
-    return _csv_data(reader, columns, len(names))
+    history = tuple((f, names.index(f)) for f in HISTORY if f in names)
+    return _csv_data(reader, columns, len(names), history), tuple(f for f, _ in history)
 
 
-def _csv_data(reader: _CsvReader, columns: tuple[int, int, int], width: int) -> Iterator[Row]:
+def _csv_data(
+    reader: _CsvReader,
+    columns: tuple[int, int, int],
+    width: int,
+    history_columns: tuple[tuple[str, int], ...] = (),
+) -> Iterator[Row]:
     count = reader.count
     while (got := reader.next()) is not None:
         number, row, text = got
@@ -260,7 +283,11 @@ def _csv_data(reader: _CsvReader, columns: tuple[int, int, int], width: int) -> 
             )
             continue
         s, r, t = (row[i].strip() if i < len(row) else "" for i in columns)
-        out = _spec_row(number, s, r, t, functools.partial(csv_text, row))
+        history: dict[str, Any] | None = None
+        if history_columns:  # empty cells: no such value
+            history = {f: row[i].strip() for f, i in history_columns if i < len(row)}
+            history = {f: v for f, v in history.items() if v}
+        out = _spec_row(number, s, r, t, functools.partial(csv_text, row), history)
         if out.spec is None:
             count.bad += 1
         else:
@@ -295,7 +322,8 @@ def _jsonl_row(number: int, text: str) -> Row:
     if wrong:
         return Row(number, None, f"{', '.join(wrong)}: expected a string", text)
     s, r, t = ((data.get(f) or "").strip() for f in FIELDS)
-    return _spec_row(number, s, r, t, text)
+    history = {f: data[f] for f in HISTORY if data.get(f) not in (None, "")}
+    return _spec_row(number, s, r, t, text, history)
 
 
 def read_rows(stream: TextIO, fmt: str, name: str) -> Input:
@@ -323,7 +351,8 @@ def read_rows(stream: TextIO, fmt: str, name: str) -> Input:
     count = LineCount()
     if fmt == "jsonl":
         return Input(fmt, _jsonl_rows(everything, count), count)
-    return Input(fmt, _csv_rows(everything, name, count), count)
+    rows, history = _csv_rows(everything, name, count)
+    return Input(fmt, rows, count, history)
 
 
 @contextlib.contextmanager

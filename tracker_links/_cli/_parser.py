@@ -61,6 +61,7 @@ credentials (environment):
   TRACKER_TOKEN or TRACKER_IAM_TOKEN        an OAuth token, or an IAM token
   TRACKER_ORG_ID or TRACKER_CLOUD_ORG_ID    a Yandex 360 or a Yandex Cloud organization
   TRACKER_BASE_URL                          default https://api.tracker.yandex.net
+  TRACKER_API_VERSION                       v2 (default) or v3
 """
 
 _USAGE_OR_AUTH: Final = "  2    bad usage, a missing credential, or a 401/403\n"
@@ -135,6 +136,12 @@ def add_options(
             metavar="ID",
             default=default(None),
             help="instead of TRACKER_CLOUD_ORG_ID",
+        )
+        group.add_argument(
+            "--api-version",
+            choices=("v2", "v3"),
+            default=default(None),
+            help="the API version of every request (default: TRACKER_API_VERSION, or v2)",
         )
         group.add_argument(
             "--ca-bundle",

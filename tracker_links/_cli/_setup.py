@@ -91,6 +91,8 @@ def make_client(
         overrides["base_url"] = args.base_url
     if args.ca_bundle:
         overrides["verify"] = args.ca_bundle
+    if getattr(args, "api_version", None):
+        overrides["api_version"] = args.api_version
     try:
         return TrackerClient.from_env(**overrides)
     except InvalidInputError as exc:

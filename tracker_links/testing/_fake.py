@@ -324,13 +324,16 @@ class FakeTracker:
     def snapshot(self) -> dict[str, Any]:
         """What ``GET /_fake/stats`` answers: :meth:`FakeStats.as_dict` plus ``duplicates``
         (links stored although the same link was stored already), ``answered_429``,
-        ``links``, ``issues`` and ``inflight``."""
-        data = self.stats.as_dict()
-        data["duplicates"] = self._store.duplicates()
-        data["answered_429"] = self.stats.count(status=429)
-        data["links"] = len(self.links)
-        data["issues"] = len(self.issues)
-        data["inflight"] = self.inflight
+        ``links``, ``issues`` and ``inflight``, read together under the fake's lock (safe
+        while a server thread answers requests)."""
+        with self._ctx.lock:
+            stats = self.stats
+            data = stats.as_dict()
+            data["duplicates"] = self._store.duplicates()
+            data["answered_429"] = stats.count(status=429)
+            data["links"] = len(self.links)
+            data["issues"] = len(self.issues)
+            data["inflight"] = self.inflight
         return data
 
     # --- the request pipeline (see :class:`._pipeline.Pipeline`) ----------------------------------

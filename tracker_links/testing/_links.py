@@ -238,7 +238,7 @@ class LinkRoutes:
 
     def _link_on(self, ref: str, link_ref: str) -> tuple[IssueRow | None, LinkRec | None]:
         issue = self.store.issue(ref)
-        if issue is None or not link_ref.isdigit():
+        if issue is None or not (link_ref.isascii() and link_ref.isdigit()):
             return issue, None
         link_id = int(link_ref)
         return issue, (self.store.recs[link_id] if link_id in issue.links else None)

@@ -264,7 +264,7 @@ def user_by_login(login: str) -> FakeUser:
     if found is None:
         if login in (ROBOT_LOGIN, ROBOT_UID):
             uid, name, display = ROBOT_UID, ROBOT_LOGIN, ROBOT_DISPLAY
-        elif login.isdigit():
+        elif login.isascii() and login.isdigit():
             uid, name, display = login, f"user{login}", f"user{login}"
         else:
             uid, name, display = _uid("login:" + login), login, login

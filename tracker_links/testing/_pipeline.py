@@ -48,7 +48,7 @@ class Pipeline:
 
     def release(self) -> None:
         with self.ctx.lock:
-            self.faults.inflight -= 1
+            self.faults.release()
 
     def finish(self, method: str, reply: Reply) -> Reply:
         with self.ctx.lock:
@@ -91,6 +91,21 @@ class Pipeline:
             return json_reply(200, dumps(self.snapshot()))
         return json_reply(404, '{"error":"the fake serves only GET /_fake/stats here"}')
 
+    def _after_admit(
+        self,
+        early: Reply | None,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        base_url: str,
+    ) -> Reply:
+        """The early 429 of :meth:`admit`, counted, or the answer."""
+        if early is not None:
+            return self.finish(method, early)
+        return self.answer(method, path, query, headers, body, base_url)
+
     def handle(
         self,
         method: str,
@@ -102,16 +117,11 @@ class Pipeline:
     ) -> Reply:
         if path.startswith(CONTROL_PREFIX):
             return self.control(method, path)
-        lock = self.ctx.lock
-        with lock:
-            early, _ = self.faults.admit()
+        early, _ = self.admit()
         try:
-            if early is not None:
-                return self.finish(method, early)
-            return self.answer(method, path, query, headers, body, base_url)
+            return self._after_admit(early, method, path, query, headers, body, base_url)
         finally:
-            with lock:
-                self.faults.inflight -= 1
+            self.release()
 
     async def respond(
         self,
@@ -124,15 +134,10 @@ class Pipeline:
     ) -> Reply:
         if path.startswith(CONTROL_PREFIX):
             return self.control(method, path)
-        lock = self.ctx.lock
-        with lock:
-            early, delay = self.faults.admit()
+        early, delay = self.admit()
         try:
             if delay > 0:
                 await self.sleep(delay)
-            if early is not None:
-                return self.finish(method, early)
-            return self.answer(method, path, query, headers, body, base_url)
+            return self._after_admit(early, method, path, query, headers, body, base_url)
         finally:
-            with lock:
-                self.faults.inflight -= 1
+            self.release()

@@ -14,8 +14,8 @@ class FakeStats:
     ``requests`` counts answered requests by ``(method, status)``; a dropped request is counted
     in ``dropped`` only. ``by_route`` counts the requests that reached a route (past the auth,
     rate-limit and fault checks) by ``(method, route)``, routes being ``"links.create"``,
-    ``"links.list"``, ``"links.get"``, ``"links.delete"``, ``"issue.get"``, ``"search"``,
-    ``"count"``, ``"linktypes"``. The other counters:
+    ``"links.import"``, ``"links.list"``, ``"links.get"``, ``"links.delete"``, ``"issue.get"``,
+    ``"search"``, ``"count"``, ``"linktypes"``, ``"myself"``. The other counters:
 
     - ``rate_limited``: 429 answers sent (rate limit and ``max_inflight``);
     - ``peak_inflight``: most requests in flight at once;

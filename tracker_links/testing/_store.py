@@ -436,6 +436,7 @@ class Store:
             return out
 
     def duplicates(self) -> int:
-        """Links stored although the same link (either spelling) was already stored."""
-        with self.ctx.lock:
-            return sum(len(ids) - 1 for ids in self.by_canon.values())
+        """Links stored although the same link (either spelling) was already stored.
+
+        The caller holds the lock (:meth:`FakeTracker.snapshot` reads it with the counters)."""
+        return sum(len(ids) - 1 for ids in self.by_canon.values())

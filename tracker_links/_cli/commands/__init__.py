@@ -16,6 +16,7 @@ from . import (
     queue_links,
     sync,
     types,
+    undo,
     unlink,
 )
 
@@ -28,6 +29,7 @@ COMMANDS = (
     types,
     bulk_link,
     bulk_unlink,
+    undo,
     queue_links,
     sync,
     apply,

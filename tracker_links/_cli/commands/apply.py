@@ -12,7 +12,8 @@ from .._bulk_run import SHOWN, check_writable, spec_text
 from .._errors import EXIT_FAILED, EXIT_OK, UsageError
 from .._output import UI, n
 from .._parser import EPILOG, add_command, usage
-from .._setup import make_client
+from .._progress import Progress
+from .._setup import make_client, service_counts
 from .._setup import run as run_async
 
 __all__ = ["EXIT_STATUS", "apply_plan", "register", "run"]
@@ -25,6 +26,15 @@ exit status:
   1  some items failed (each is listed with its reason)
   2  bad usage, a file that is not a plan, a missing credential, or a 401/403
 """
+)
+
+_SHOWN_STATUSES: Final = (
+    OutcomeStatus.DELETED,
+    OutcomeStatus.ABSENT,
+    OutcomeStatus.CREATED,
+    OutcomeStatus.EXISTS,
+    OutcomeStatus.FAILED,
+    OutcomeStatus.SKIPPED,
 )
 
 
@@ -72,25 +82,24 @@ def apply_plan(args: argparse.Namespace, ui: UI, plan: Plan) -> int:
     if args.report:
         check_writable(args.report, "report")
 
+    counters = [status.value for status in _SHOWN_STATUSES]
+
     async def go() -> BulkReport:
         async with make_client(args) as client:
-            return await client.links.apply(plan, journal=args.journal)
+            total = len(plan.delete) + len(plan.create)
+            service = service_counts(client)
+            with Progress(ui, "applying", total, counters, service=service) as progress:
+                return await client.links.apply(
+                    plan,
+                    journal=args.journal,
+                    on_progress=lambda _done, _total, o: progress.advance(o.status.value),
+                )
 
     report: BulkReport = run_async(go)
     if args.report:
         report.write_jsonl(args.report)
     counts = report.counts()
-    rows = [
-        [status.value, n(counts[status.value])]
-        for status in (
-            OutcomeStatus.DELETED,
-            OutcomeStatus.ABSENT,
-            OutcomeStatus.CREATED,
-            OutcomeStatus.EXISTS,
-            OutcomeStatus.FAILED,
-            OutcomeStatus.SKIPPED,
-        )
-    ]
+    rows = [[status.value, n(counts[status.value])] for status in _SHOWN_STATUSES]
     ui.table(["", ""], rows, title=f"applied in {report.elapsed:.1f} s", show_header=False)
     bad = [o for o in report.outcomes if not o.ok]
     if bad:

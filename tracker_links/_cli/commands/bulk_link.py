@@ -26,7 +26,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "has no usable header is exit 2. Every line is accounted for in the summary (items,\n"
         "bad lines, blank/header). A quoted field may run across up to 10 lines; a quote\n"
         "still open after that (a stray '\"') makes its line a bad line, and the lines after\n"
-        "it are read on their own.",
+        "it are read on their own.\n\n"
+        "Migrations: the optional columns (or keys) created_at, created_by, updated_at,\n"
+        "updated_by give a link its history: a row with created_at (YYYY-MM-DDThh:mm:ss.sss\n"
+        "+hhmm) and created_by (a login or a numeric user id) is imported with them (the\n"
+        "import endpoint; an administrator's token). Keys of moved issues are followed to\n"
+        "their new keys, and the summary lists them.",
         run=run,
     )
     add_file_options(p, "sent")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import _demo
+from .._demo import run as run_demo
 from .._parser import add_command, fraction, non_negative, positive_float, positive_int
 
 __all__ = ["register"]
@@ -18,7 +18,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "Start the fake Tracker over loopback with realistic conditions (20-50 ms latency,\n"
         "300 req/s, a few injected faults), bulk-link 10,000 pairs with a journal, run again\n"
         "to show nothing is re-sent, then read the queue's links and draw a small picture.",
-        run=_demo.run,
+        run=run_demo,
         connect=False,
     )
     p.add_argument("--pairs", type=positive_int, help="input lines (default 10000; quick 300)")

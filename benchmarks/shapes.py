@@ -1,0 +1,80 @@
+"""``python -m benchmarks.shapes [--n N] [--seeds S] [--only a,b]``: issue 16's table.
+
+Every rate-limit shape side by side: the adaptive rate (``rate_limit=None``), the fixed rate
+``rate_limit=R`` and the ideal time of the shape, measured in the same run, in virtual time
+(the library's client against the fake on trio's ``MockClock``; see :mod:`._shapes`), with
+the share of requests answered 429. Clients that share one bucket without coordinating are
+the last rows (``k`` clients, ``N / k`` creates each; fixed at ``R / k`` each). Each figure is
+the median of ``--seeds`` runs (trio randomizes its scheduling order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ._shapes import RATE, SHAPES, Result, Shape, TokenBucket, simulate
+
+
+def _median(runs: list[Result]) -> Result:
+    return sorted(runs, key=lambda r: r.ratio)[len(runs) // 2]
+
+
+def table(n: int = 10_000, seeds: int = 3, only: tuple[str, ...] = ()) -> str:
+    """The Markdown table (N creates, 50 ms latency, max_concurrency=16, R = 200/s)."""
+    rows = [
+        f"N = {n:,}, 50 ms latency, max_concurrency=16, R = {RATE:g}/s; wall / ideal "
+        f"(share answered 429), median of {seeds}; virtual time.",
+        "",
+        "| limit shape | ideal | adaptive | fixed `rate_limit=R` |",
+        "|---|---|---|---|",
+    ]
+    cases: list[tuple[str, Callable[[], Shape], float | None, int, float]] = [
+        (name, make, retry_after, 1, RATE) for name, (make, retry_after) in SHAPES.items()
+    ]
+    for k in (4, 8):
+        cases.append((f"{k} clients sharing one bucket", lambda: TokenBucket(RATE, 20), 1.0, k, 0))
+    for name, make, retry_after, k, _ in cases:
+        if only and not any(o in name for o in only):
+            continue
+        cells = []
+        ideal = 0.0
+        for fixed in (None, RATE / k):
+            runs = [
+                simulate(
+                    make, n=n // k, clients=k, rate_limit=fixed, retry_after=retry_after, seed=s
+                )
+                for s in range(seeds)
+            ]
+            mid = _median(runs)
+            ideal = mid.ideal
+            cell = f"{mid.ratio:.2f} ({100 * mid.refused_share:.2f}%)"
+            if k > 1:
+                cell += f", finish {min(mid.finished):.0f}-{max(mid.finished):.0f} s"
+            cells.append(cell)
+        rows.append(f"| {name} | {ideal:.1f} s | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.shapes", description=__doc__)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated parts of shape names")
+    ap.add_argument("--out", type=Path, help="also write the table to this file")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    text = table(args.n, args.seeds, only)
+    text += f"\n\n(took {time.perf_counter() - started:.0f} s of wall time)"
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

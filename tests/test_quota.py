@@ -1,0 +1,268 @@
+"""Shared quotas (issue 16, item 5): FileQuota and RedisQuota, pure and with real processes.
+
+The Redis tests run against a real ``redis-server`` (Debian's) that this module starts on a
+free loopback port; where it cannot be started they are skipped with one line saying so
+(``.ci/run`` installs it, so CI runs them). The multi-process runs are short versions of the
+benchmark (``python -m benchmarks.quota``): four real processes against one fake served over
+loopback with a 200 req/s limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.quota import run_processes
+from tracker_links import FileQuota, InvalidInputError, RedisQuota
+from tracker_links._quota import LEASE, Shared, book, quota_from_url, report
+from tracker_links.testing import FakeTracker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# --- the pure operations -----------------------------------------------------------------------
+
+
+def test_book_paces_every_member_on_one_timeline() -> None:
+    state = Shared()
+    waits = [book(state, 10.0, 0.01, member=f"p{i % 3}").wait for i in range(6)]
+    assert waits == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04, 0.05])
+    assert book(state, 10.0, 0.01, "p0").members == 3
+
+
+def test_book_without_a_rate_only_checks_the_cooldown() -> None:
+    state = Shared(cooldown_until=5.0)
+    first = book(state, 4.0, None, "a")
+    assert (first.booked, first.wait) == (False, pytest.approx(1.0))
+    later = book(state, 5.0, None, "a")
+    assert (later.booked, later.wait) == (True, 0.0)
+
+
+def test_a_dead_members_lease_expires() -> None:
+    state = Shared()
+    book(state, 0.0, 0.01, "dies")
+    assert book(state, 1.0, 0.01, "lives").members == 2
+    assert book(state, 1.0 + LEASE + 0.1, 0.01, "lives").members == 1  # no share leaked
+    assert "dies" not in state.members
+
+
+def test_report_makes_the_first_429_of_an_epoch_the_event() -> None:
+    state = Shared(tat=50.0)
+    assert report(state, 10.0, epoch=0, cooldown=1.0, adaptive=[1.0] * 8) is True
+    assert (state.epoch, state.cooldown_until, state.tat) == (1, 11.0, 11.0)
+    assert state.adaptive == [1.0] * 8
+    # A 429 of the same burst (admitted in epoch 0) is not news; it may extend, not share.
+    assert report(state, 10.5, epoch=0, cooldown=1.0, adaptive=[2.0] * 8) is False
+    assert state.cooldown_until == 11.5
+    assert state.adaptive == [1.0] * 8
+    waiting = book(state, 11.0, 0.01, "a")
+    assert (waiting.booked, waiting.epoch) == (False, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "where"),
+    [
+        ("file:/tmp/q.json", FileQuota, "/tmp/q.json"),
+        ("redis://localhost:6379/0", RedisQuota, "redis://localhost:6379/0"),
+        ("redis://h:1/2?key=tracker:me", RedisQuota, "redis://h:1/2"),
+        ("rediss://h:1/0", RedisQuota, "rediss://h:1/0"),
+    ],
+)
+def test_quota_from_url(text: str, kind: type, where: str) -> None:
+    quota = quota_from_url(text)
+    assert isinstance(quota, kind)
+    assert (quota.path if isinstance(quota, FileQuota) else quota.url) == where
+    if "key=" in text:
+        assert isinstance(quota, RedisQuota)
+        assert quota.key == "tracker:me"
+
+
+@pytest.mark.parametrize("text", ["file:", "http://x", "redis", "", "/tmp/q"])
+def test_quota_from_url_refuses_what_it_cannot_use(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="quota"):
+        quota_from_url(text)
+
+
+def test_redis_quota_repr_hides_a_password() -> None:
+    quota = RedisQuota("redis://user:s3cret@host:6379/0", key="k")
+    assert "s3cret" not in repr(quota)
+    assert repr(quota) == "RedisQuota('redis://host:6379/0', key='k')"
+
+
+# --- FileQuota in one process, in virtual time --------------------------------------------------
+
+
+def test_clients_sharing_a_file_quota_share_one_rate(tmp_path: Path) -> None:
+    trio = pytest.importorskip("trio")
+    trio_testing = pytest.importorskip("trio.testing")
+
+    k, n, rate = 4, 300, 200.0
+
+    async def main() -> tuple[float, int]:
+        fake = FakeTracker(
+            {"TEST": k * n + 2},
+            latency=0.02,
+            rate_limit=rate,
+            rate_burst=20,
+            clock=trio.current_time,
+            sleep=trio.sleep,
+        )
+        done: list[float] = []
+
+        async def one(i: int) -> None:
+            quota = FileQuota(tmp_path / "q", clock=trio.current_time)
+            # Each client paces at the whole rate: the quota makes it their total.
+            async with fake.client(
+                rate_limit=rate, quota=quota, clock=trio.current_time, sleep=trio.sleep
+            ) as client:
+                specs = [
+                    (f"TEST-{j}", f"TEST-{j + 1}", "relates")
+                    for j in range(1 + i * n, 1 + (i + 1) * n)
+                ]
+                report = await client.links.bulk_create(specs)
+            assert report.counts()["created"] == n
+            done.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for i in range(k):
+                nursery.start_soon(one, i)
+        return max(done), fake.stats.rate_limited
+
+    wall, refused = trio.run(main, clock=trio_testing.MockClock(autojump_threshold=0))
+    assert wall <= 1.05 * k * n / rate
+    assert refused == 0
+
+
+def test_a_torn_quota_file_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "q"
+    path.write_bytes(b'{"tat": 12, "coold')
+    quota = FileQuota(path, clock=lambda: 100.0)
+    answer = quota._locked(lambda s, now: book(s, now, 0.5, "a"))
+    assert (answer.wait, answer.booked) == (0.0, True)
+    assert json.loads(path.read_bytes())["tat"] == 100.5
+
+
+def test_an_unusable_quota_path_is_a_clear_error(tmp_path: Path) -> None:
+    quota = FileQuota(tmp_path / "missing-dir" / "q")
+    with pytest.raises(InvalidInputError, match="quota file"):
+        quota._open()
+
+
+# --- a real Redis -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for this test session."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    pytest.importorskip("coredis", reason="coredis is not installed (pip install -e '.[dev]')")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):  # readiness: the port accepts a PING
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), 0.2) as s,
+            ):
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+            if proc.poll() is not None:
+                pytest.skip(f"redis-server exited at start (code {proc.returncode})")
+            time.sleep(0.05)
+        else:
+            pytest.skip("redis-server did not answer on its port")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_redis_quota_paces_a_client_on_both_backends(
+    redis_url: str, anyio_backend: str
+) -> None:
+    key = f"test-{anyio_backend}-{os.getpid()}"
+    fake = FakeTracker({"TEST": 40})
+    async with RedisQuota(redis_url, key=key) as quota:
+        async with fake.client(rate_limit=2_000.0, quota=quota) as client:
+            report = await client.links.bulk_create(
+                [(f"TEST-{i}", f"TEST-{i + 1}", "relates") for i in range(1, 31)]
+            )
+        assert report.counts()["created"] == 30
+        # One admission per request went through the script: the shared timeline moved.
+        state = await quota._client.hgetall(f"{key}:state")
+        assert float(state["tat"]) > 0
+        assert await quota._client.zcard(f"{key}:members") == 1
+
+
+async def test_redis_quota_shares_the_cooldown(redis_url: str, anyio_backend: str) -> None:
+    key = f"cool-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as one, RedisQuota(redis_url, key=key) as two:
+        first = await one.admit(0.001, "a")
+        assert first.booked
+        assert await one.rate_limited(first.epoch, 30.0, None) is True
+        other = await two.admit(0.001, "b")  # another process: held by the same cool-down
+        assert not other.booked
+        assert 29.0 < other.wait <= 30.0
+        assert other.epoch == first.epoch + 1
+        assert other.members == 2
+
+
+# --- real processes -----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["file", "redis"])
+def quota_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return f"file:{tmp_path / 'quota'}"
+    url: str = request.getfixturevalue("redis_url")
+    return f"{url}?key=procs-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def test_four_processes_share_one_limit(quota_url: str) -> None:
+    k, n, rate = 4, 150, 200.0
+    results, fake = run_processes(quota_url, k, n, rate)
+    assert all(r["counts"]["created"] == n for r in results)
+    began = min(r["began"] for r in results)
+    wall = max(r["ended"] for r in results) - began
+    ideal = k * n / rate
+    # Together at R, not each: without the quota they would finish in a quarter of the time.
+    assert wall >= 0.95 * ideal
+    # The benchmark measures 1.04x on a quiet machine; here, processes that share two cores
+    # with the rest of the suite may start late, hence the looser bound.
+    assert wall <= 1.5 * ideal + 0.5
+    assert fake.stats.rate_limited <= 0.005 * k * n
+
+
+def test_a_process_that_dies_leaks_no_share(quota_url: str) -> None:
+    k, n, rate = 2, 400, 200.0
+    results, fake = run_processes(quota_url, k, n, rate, kill_first_after=0.5)
+    (survivor,) = results
+    assert survivor["counts"]["created"] == n
+    # Half the rate while both ran (0.5 s), then the whole rate (2.25 s in all), not half of
+    # it for good (4 s).
+    wall = survivor["ended"] - survivor["began"]
+    assert wall <= 1.3 * (0.5 + (n - 0.5 * rate / 2) / rate) + 0.3
+    assert fake.stats.rate_limited <= 2

@@ -1,0 +1,102 @@
+"""The client on every rate-limit shape of issue 16, in virtual time (trio's MockClock).
+
+Each case runs the public client (``bulk_create`` of ``N`` creates, 50 ms latency,
+``max_concurrency=16``) against the fake Tracker with one limit shape applied
+(:mod:`benchmarks._shapes`: a token bucket, fixed and sliding 1-s windows with and without
+``Retry-After``, a cap of 10 in flight, a limit that drops and rises, several clients on one
+bucket) and asserts the wall time against the shape's ideal time and the share answered 429.
+
+N is 2,000-3,000 here (seconds of wall time for the whole module); the issue's targets are
+for N = 10,000 (the benchmark ``python -m benchmarks.shapes``), so each bound below is the
+target plus a fixed start-up allowance: finding the limit costs the same few seconds and the
+same two or three bursts of 429s (at most ``max_concurrency`` each) whatever N is. trio
+only: see ``test_soak.py`` for why asyncio has no virtual clock here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("trio")
+
+from benchmarks._shapes import (
+    RATE,
+    SHAPES,
+    InFlight,
+    TokenBucket,
+    simulate,
+)
+
+N = 3_000
+N_FIXED = 2_000
+STARTUP_429 = 32  # two bursts of max_concurrency while the limit is found
+BUCKETS_AND_WINDOWS = [name for name in SHAPES if "flight" not in name and "/s," not in name]
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_fixed_rate_on_every_shape(name: str) -> None:
+    make, retry_after = SHAPES[name]
+    result = simulate(make, n=N_FIXED, rate_limit=RATE, retry_after=retry_after)
+    assert result.failed == 0
+    assert result.wall >= 0.9 * result.ideal  # the shape did limit (no one beats the ideal)
+    if "/s," in name:  # the limit is not R throughout: R is too much for 20 s of it
+        assert result.ratio < 1.3
+        return
+    if "flight" in name:
+        # The cap is learned from 429s (two cool-downs: measured +2.3 s at this N).
+        assert result.wall <= 1.05 * result.ideal + 3.0, result.row()
+        assert result.refused <= 2 * 16, result.row()
+        return
+    # Within 1.05x, plus the one cool-down that the first second's burst may cost.
+    assert result.wall <= 1.05 * result.ideal + 1.1, result.row()
+    assert result.refused <= 16, result.row()  # no 429 beyond the first second's
+
+
+@pytest.mark.parametrize("name", BUCKETS_AND_WINDOWS)
+def test_adaptive_rate_on_buckets_and_windows(name: str) -> None:
+    make, retry_after = SHAPES[name]
+    result = simulate(make, n=N, retry_after=retry_after)
+    assert result.failed == 0
+    assert result.wall >= 0.9 * result.ideal  # the shape did limit: it drew 429s
+    assert result.refused > 0
+    # Measured: 4-5 s of start-up at this N (three events while the limit is found).
+    assert result.wall <= 1.10 * result.ideal + 6.0, result.row()
+    share = 0.005 if retry_after is not None else 0.015
+    assert result.refused <= share * N + STARTUP_429, result.row()
+
+
+def test_adaptive_rate_under_an_in_flight_cap() -> None:
+    result = simulate(lambda: InFlight(10, 0.05), n=N)
+    assert result.failed == 0
+    assert result.wall >= 0.9 * result.ideal
+    assert result.refused > 0
+    assert result.wall <= 1.25 * result.ideal + 4.5, result.row()  # measured: +5.3-6.0 s
+    assert result.refused <= 0.005 * N + STARTUP_429, result.row()
+
+
+def test_adaptive_rate_follows_a_limit_that_drops_and_rises() -> None:
+    make, _ = SHAPES["200/s, 100/s for 20 s, 200/s"]
+    result = simulate(make, n=4_000)  # the rise comes at 30 s: N / 200 must be longer
+    assert result.failed == 0
+    assert result.wall >= 0.9 * result.ideal
+    # Measured 1.30-1.43 at this N: the issue's 1.25x is not reached yet.
+    assert result.ratio < 1.5, result.row()
+    assert result.refused_share < 0.01, result.row()
+
+
+@pytest.mark.parametrize("rate_limit", [None, RATE / 4])
+def test_uncoordinated_clients_share_one_bucket(rate_limit: float | None) -> None:
+    k = 4
+    result = simulate(
+        lambda: TokenBucket(RATE, 20), n=N_FIXED // k, clients=k, rate_limit=rate_limit
+    )
+    assert result.failed == 0
+    assert result.wall >= 0.9 * result.ideal
+    if rate_limit is not None:  # R / k each: the ideal, without a 429
+        assert result.wall <= 1.05 * result.ideal + 1.0, result.row()
+        assert result.refused == 0
+        return
+    # Measured 1.7-3.1 over 5 seeds at this N (the issue's 1.5x for the slowest and 1% of
+    # 429s are not reached); it was 9-10x before: no client starves any more.
+    assert result.ratio < 4.0, result.row()
+    assert result.refused_share < 0.05, result.row()

@@ -1,0 +1,318 @@
+"""The adaptive rate and the learned concurrency window: pure state machines, ``now`` injected.
+
+:class:`AdaptiveRate` finds a service's unpublished rate limit from its 429s;
+:class:`ConcurrencyWindow` learns a cap on requests in flight. Neither sleeps nor does I/O:
+:class:`._policy.RateGate` asks them for the rate (and window) in force and tells them about
+answers; :mod:`._transport` applies the decisions.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Final
+
+__all__ = ["AdaptiveRate", "ConcurrencyWindow"]
+
+_MAX_GROW_EVERY: Final = 160.0
+_SOON: Final = 2.0
+
+#: The cubic climb is evaluated at most this long after a decrease (then it is flat at the
+#: bound anyway): no power of a huge number is ever taken.
+_CUBIC_SPAN: Final = 600.0
+
+
+class AdaptiveRate:
+    """Find a service's unpublished rate limit from its 429s, and settle just under it.
+
+    Until the first 429 there is no limit (only the concurrency cap). A 429 *event* is the
+    first 429 for a request sent after the last cool-down ended (the later 429s of the same
+    burst tell nothing new). Each event costs a whole cool-down, so the rate must be found
+    with very few of them:
+
+    1. The first event ends the unlimited start. What got through was mostly the service's
+       burst allowance, so the rate restarts low and climbs fast ("slow start": x1.5 every
+       quarter second, a schedule known exactly).
+    2. The second event ends slow start. The accepted count over the climb, minus the burst,
+       equals the integral of ``min(send rate, limit)``: solved for the limit, it gives a good
+       estimate; the rate goes to ``settle`` times that.
+    3. After that the rate follows a cubic curve (as TCP CUBIC does): from ``beta`` times the
+       rate that met the 429 it climbs back to that rate in ``recover`` seconds, flattens out
+       just under it, then probes above it, ever faster, so that a limit that rose is found
+       within tens of seconds. An event cuts the rate to ``beta`` times the rate in force (or
+       what was measured, if lower), never below ``floor`` times the rate the service had
+       just accepted.
+
+    Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
+    the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
+    answers) starts over as at the first event, so a 429 after hours is handled like the first.
+    """
+
+    __slots__ = (
+        "_accepted",
+        "_burst",
+        "_c",
+        "_k",
+        "_latency",
+        "_peak",
+        "_since",
+        "_slow_start",
+        "_w_max",
+        "beta",
+        "concurrency",
+        "floor",
+        "max_rate",
+        "min_rate",
+        "rate",
+        "recover",
+        "scale",
+        "settle",
+        "window",
+    )
+
+    #: Slow start: the rate grows by this factor every ``_STEP`` seconds.
+    _GROWTH: Final = 1.5
+    _STEP: Final = 0.25
+
+    def __init__(
+        self,
+        *,
+        window: float = 2.0,
+        settle: float = 0.95,
+        beta: float = 0.9,
+        recover: float = 12.0,
+        floor: float = 0.5,
+        min_rate: float = 1.0,
+        max_rate: float = 100_000.0,
+        concurrency: int = 16,
+    ) -> None:
+        self.rate: float | None = None
+        """The rate at the start of the current phase (``None``: no limit yet)."""
+        self.window = window
+        self.settle = settle
+        self.beta = beta
+        self.recover = recover
+        self.floor = floor
+        self.min_rate = min_rate
+        self.max_rate = max_rate
+        self._accepted: collections.deque[float] = collections.deque()
+        self._burst = 0.0
+        self._slow_start = False
+        self._since = 0.0
+        self._w_max = 0.0
+        self._k = 0.0
+        self._c = 0.0
+        self._peak = 0.0
+        self._latency = 0.0
+        self.concurrency = concurrency
+        self.scale = 1.0
+        """What this client's accepted answers are multiplied by to estimate everyone's (the
+        number of processes sharing a quota; 1 alone)."""
+
+    def on_accepted(self, now: float, latency: float = 0.0) -> None:
+        """A request was answered with anything but 429, ``latency`` seconds after it was sent."""
+        if latency > 0.0:
+            self._latency += 0.05 * (latency - self._latency)
+        acc = self._accepted
+        acc.append(now)
+        horizon = now - self._horizon()
+        while acc[0] < horizon:
+            acc.popleft()
+
+    def current(self, now: float) -> float | None:
+        """The rate to pace at now (requests/s), or ``None`` for no limit."""
+        rate = self.rate
+        if rate is None:
+            return None
+        since = now - self._since
+        if since <= 0:
+            return rate
+        if self._slow_start:
+            steps = min(since / self._STEP, self._steps_to_max(rate))
+            return min(self.max_rate, rate * math.pow(self._GROWTH, steps))
+        # Through ``rate`` at 0 and ``w_max`` at ``k`` seconds, flat there, then faster.
+        t = min(since, _CUBIC_SPAN) - self._k
+        value = self._w_max + self._c * (t * t * t)
+        return min(self.max_rate, max(self.min_rate, value))
+
+    @property
+    def slow_start(self) -> bool:
+        """Whether the rate is still climbing fast to find the limit."""
+        return self._slow_start
+
+    def _steps_to_max(self, rate: float) -> float:
+        return math.log(max(self.max_rate / rate, 1.0)) / math.log(self._GROWTH)
+
+    def _horizon(self) -> float:
+        return max(self.window, 8.0)
+
+    def _count_since(self, start: float) -> tuple[float, float]:
+        """Answers accepted since ``start`` (times ``scale``), and the time of the first."""
+        recent = [t for t in self._accepted if t >= start]
+        return len(recent) * self.scale, (recent[0] if recent else start)
+
+    def snapshot(self) -> list[float]:
+        """The state that decides :meth:`current`, to share with other processes."""
+        rate = -1.0 if self.rate is None else self.rate
+        return [rate, self._since, float(self._slow_start), self._w_max, self._k, self._c,
+                self._burst, self._peak]  # fmt: skip
+
+    def restore(self, state: list[float]) -> None:
+        """Take over a :meth:`snapshot` (of this or another process)."""
+        rate, since, slow, w_max, k, c, burst, peak = (float(x) for x in state[:8])
+        self.rate = None if rate < 0 else rate
+        self._since, self._slow_start, self._w_max = since, bool(slow), w_max
+        self._k, self._c, self._burst, self._peak = k, c, burst, peak
+
+    def measured(self, now: float, since: float) -> float | None:
+        """The accepted rate over the last ``window`` seconds (not before ``since``), or
+        ``None`` when that span is too short to tell."""
+        accepted, first = self._count_since(max(since, now - self.window))
+        span = now - first
+        return accepted / span if span >= 0.5 and accepted > 1 else None
+
+    def on_event(self, now: float, sent_at: float, resumed_at: float, cooldown: float) -> None:
+        """A 429 event at ``now`` for a request sent at ``sent_at``; sending had resumed at
+        ``resumed_at`` after the previous cool-down; the new cool-down lasts ``cooldown``."""
+        rate = self.rate
+        if rate is not None and sent_at < self._since:
+            return  # sent before the current phase began (another process's news): nothing new
+        sending = self.current(sent_at)
+        recent, _ = self._count_since(now - 1.0)
+        self._peak = max(self._peak, recent)
+        climbed = self._slow_start and sent_at - max(self._since, resumed_at) > self._horizon()
+        if rate is None or sending is None or sending >= self.max_rate or climbed:
+            # The first event, or one after the rate grew unbounded by the service (the
+            # client's own concurrency kept it under the limit, or the 429 was a one-off):
+            # start again as at the first. What got through in the last cool-down's length
+            # before it was mostly the service's burst allowance.
+            span = max(cooldown, 1.0)
+            accepted, _ = self._count_since(max(resumed_at, now - span))
+            self._burst = accepted
+            self.rate = self._bounded(accepted / span)
+            self._slow_start = True
+            self._since = now + cooldown
+            return
+        if self._slow_start:
+            start = max(self._since, resumed_at)
+            accepted, _ = self._count_since(start)
+            span = max(sent_at - start, 1e-3)  # the climb ended when the refused one was sent
+            burst = min(self._burst, accepted / 4.0)
+            limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
+            self._slow_start = False
+            self._decrease(now, min(limit, sending), self.settle, cooldown)
+            return
+        measured = self.measured(now, resumed_at)
+        w = sending if measured is None else min(sending, measured)
+        # Another 429 soon after resuming: the limit is well under the rate (it dropped).
+        beta = self.beta if sent_at - resumed_at >= _SOON else self.beta * self.beta
+        new = self._decrease(now, w, beta, cooldown)
+        if measured is not None and new < self.floor * measured:
+            # Never below half of what the service has just accepted, for one 429.
+            self._decrease(now, w, self.floor * measured / w, cooldown)
+
+    def _decrease(self, now: float, w: float, factor: float, cooldown: float) -> float:
+        """Go to ``factor * w`` and climb back to ``w`` on the cubic curve."""
+        w = self._bounded(w)
+        self._w_max = w
+        new = self._bounded(factor * w)
+        self.rate = new
+        # The curve's scale: a cut of ``beta`` is made up in ``recover`` seconds; a smaller
+        # cut sooner (the time goes with the cube root of the cut).
+        # In absolute units, scaled by what this client could send at most (its concurrency
+        # over the latency) or saw accepted in a second: clients that share one limit without
+        # knowing of each other then climb alike, and a small share grows back as fast as a
+        # large one (as in TCP CUBIC, this makes them converge).
+        capacity = self.concurrency / self._latency if self._latency > 0.0 else 0.0
+        c = max(w, self._peak, min(capacity, self.max_rate)) * (1.0 - self.beta) / self.recover**3
+        self._c = c
+        self._k = math.pow(max(0.0, w - new) / c, 1 / 3)
+        self._since = now + cooldown
+        return new
+
+    def _bounded(self, rate: float) -> float:
+        return min(self.max_rate, max(self.min_rate, rate))
+
+
+def _solve_limit(accepted: float, r0: float, growth: float, step: float, span: float) -> float:
+    """The limit R for which ``integral over [0, span] of min(r0 * growth**(t/step), R)``
+    equals ``accepted``: what a service limited to R would have let through a slow start."""
+    k = math.log(growth) / step
+
+    def through(limit: float) -> float:
+        if limit <= r0:
+            return limit * span
+        t_star = min(span, math.log(limit / r0) / k)
+        return (r0 * math.exp(k * t_star) - r0) / k + limit * (span - t_star)
+
+    if accepted <= r0 * span:
+        return accepted / span
+    lo, hi = r0, r0 * math.exp(k * span)
+    if through(hi) <= accepted:
+        return hi
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if through(mid) < accepted:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+class ConcurrencyWindow:
+    """A learned cap on requests in flight, for services that limit concurrency, not rate.
+
+    A 429 for a request sent with more requests in flight than any accepted one of the last
+    seconds points at a concurrency cap: the window goes just under that level (an AIMD
+    decrease). It grows back by one every ``grow_every`` seconds without such a 429, up to
+    ``total`` (the client's ``max_concurrency``); each time a probe above the window fails
+    again, the probes come half as often (a cap that is real costs few 429s).
+    """
+
+    __slots__ = ("_cut_at", "_grow_every", "_limit", "_ok", "_ok_at", "_ok_prev", "total")
+
+    def __init__(self, total: int, *, grow_every: float = 10.0) -> None:
+        self.total = total
+        self._grow_every = grow_every
+        self._limit = total
+        self._cut_at = 0.0
+        # The most requests in flight seen with an accepted answer, per 2-s bucket.
+        self._ok = 0
+        self._ok_prev = 0
+        self._ok_at = 0.0
+
+    def on_accepted(self, now: float, inflight: int) -> None:
+        if now - self._ok_at >= 2.0:
+            self._ok_prev = self._ok if now - self._ok_at < 4.0 else 0
+            self._ok, self._ok_at = 0, now
+        if inflight > self._ok:
+            self._ok = inflight
+
+    def recent_ok(self) -> int:
+        """The most requests in flight that an accepted answer had, over the last seconds."""
+        return max(self._ok, self._ok_prev)
+
+    def on_rate_limited(self, now: float, inflight: int) -> bool:
+        """A 429 event for a request sent with ``inflight`` in flight (itself included).
+
+        Returns whether it was taken for a concurrency cap (and the window was cut).
+        """
+        if inflight <= 1 or inflight <= self.recent_ok():
+            return False
+        limit = max(1, min(self.current(now), inflight - 1))
+        if limit >= self._limit:
+            # The probe above the window failed again: probe less often.
+            self._grow_every = min(_MAX_GROW_EVERY, 2.0 * self._grow_every)
+        self._limit = limit
+        self._cut_at = now
+        return True
+
+    def current(self, now: float) -> int:
+        """The requests that may be in flight now."""
+        limit = self._limit
+        if limit >= self.total:
+            return self.total
+        grown = int((now - self._cut_at) / self._grow_every)
+        if grown <= 0:
+            return limit
+        return min(self.total, limit + grown)

@@ -1,0 +1,385 @@
+"""A quota shared by processes: one pacing timeline, one 429 cool-down, one learned rate.
+
+``TrackerClient(..., quota=FileQuota(path))`` (processes of one machine, through one file) or
+``quota=RedisQuota(url, key=...)`` (processes anywhere, through Redis) makes every client that
+uses the same quota pace on one shared timeline: the slots of all of them together follow the
+rate, a 429 seen by one pauses all of them, and the rate one of them learns is everyone's.
+
+The shared record (:class:`Shared`) and its two operations are pure functions here
+(:func:`book`, :func:`report`); :class:`FileQuota` applies them under an ``fcntl`` lock,
+:class:`RedisQuota` in Lua scripts (one round trip per admission). Each admission refreshes
+the process's lease (a member id and an expiry a few seconds ahead); the number of live leases
+scales what one process measures to the whole quota. A process that dies holds no slot and no
+share: its bookings pass with time, its lease expires.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import attrs
+
+from ._exceptions import InvalidInputError
+
+__all__ = ["FileQuota", "Quota", "RedisQuota", "Shared", "book", "quota_from_url", "report"]
+
+#: Seconds a lease lives after its process's last admission.
+LEASE: Final = 10.0
+_RECORD: Final = 4096  # the file's fixed size: one JSON record, space-padded
+
+
+@attrs.define
+class Shared:
+    """The shared state: the next free slot (``tat``), the cool-down, the learned rate."""
+
+    tat: float = 0.0
+    cooldown_until: float = 0.0
+    epoch: int = 0
+    adaptive: list[float] | None = None
+    members: dict[str, float] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Admission:
+    """The answer to an admission: wait ``wait`` seconds (``booked``: then go; otherwise the
+    cool-down's time left: ask again), the epoch, the learned rate, the live members."""
+
+    wait: float
+    booked: bool
+    epoch: int
+    adaptive: list[float] | None
+    members: int
+    now: float  # the quota's clock at the admission
+
+
+def book(state: Shared, now: float, interval: float | None, member: str) -> Admission:
+    """Admit one request at ``now``: GCRA on the shared timeline, no burst (pure)."""
+    members = state.members
+    members[member] = now + LEASE
+    for name in [m for m, until in members.items() if until < now]:
+        del members[name]
+    if now < state.cooldown_until:
+        wait, booked = state.cooldown_until - now, False
+    elif interval is None:
+        wait, booked = 0.0, True
+    else:
+        tat = state.tat if state.tat > now else now
+        state.tat = tat + interval
+        wait, booked = tat - now, True
+    return Admission(wait, booked, state.epoch, state.adaptive, len(members), now)
+
+
+def report(
+    state: Shared, now: float, epoch: int, cooldown: float, adaptive: list[float] | None
+) -> bool:
+    """A 429 for a request admitted in ``epoch``: extend the shared cool-down; the first
+    report of an epoch is an event: it voids every booking and shares ``adaptive`` (pure)."""
+    until = now + cooldown
+    if until > state.cooldown_until:
+        state.cooldown_until = until
+    if epoch != state.epoch:
+        return False
+    state.epoch += 1
+    state.tat = state.cooldown_until
+    if adaptive is not None:
+        state.adaptive = adaptive
+    return True
+
+
+class Quota(Protocol):
+    """What a shared quota does; :class:`FileQuota` and :class:`RedisQuota` implement it."""
+
+    async def admit(self, interval: float | None, member: str) -> Admission: ...
+
+    async def rate_limited(
+        self, epoch: int, cooldown: float, adaptive: list[float] | None
+    ) -> bool: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+def _as_dict(state: Shared) -> dict[str, Any]:
+    return attrs.asdict(state)
+
+
+def _from_dict(data: dict[str, Any]) -> Shared:
+    return Shared(
+        tat=float(data.get("tat", 0.0)),
+        cooldown_until=float(data.get("cooldown_until", 0.0)),
+        epoch=int(data.get("epoch", 0)),
+        adaptive=data.get("adaptive"),
+        members={str(k): float(v) for k, v in data.get("members", {}).items()},
+    )
+
+
+class FileQuota:
+    """A quota shared by the processes of one machine, through one small file.
+
+    Each admission locks the file (``fcntl.flock``), reads the record, books a slot and writes
+    it back: microseconds, done in place (a lock dies with its process). The clock is
+    ``time.monotonic``, shared by every process of the machine. ::
+
+        quota = FileQuota("/tmp/tracker-links.quota")
+        async with TrackerClient.from_env(quota=quota) as client:
+            ...
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = os.fspath(path)
+        self.clock = clock
+        self._fd: int | None = None
+
+    def __repr__(self) -> str:
+        return f"FileQuota({self.path!r})"
+
+    def _open(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise InvalidInputError(
+                    f"cannot open the quota file {self.path!r}: {exc}"
+                ) from None
+        return self._fd
+
+    def _locked(self, fn: Callable[[Shared, float], Any]) -> Any:
+        fd = self._open()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(fd, _RECORD, 0).strip()
+            try:
+                state = _from_dict(json.loads(raw)) if raw else Shared()
+            except (ValueError, TypeError, AttributeError):
+                state = Shared()  # a torn or foreign record: start over, nothing is lost
+            result = fn(state, self.clock())
+            data = json.dumps(_as_dict(state), separators=(",", ":")).encode()
+            os.pwrite(fd, data.ljust(_RECORD), 0)
+            return result
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    async def admit(self, interval: float | None, member: str) -> Admission:
+        result: Admission = self._locked(lambda s, now: book(s, now, interval, member))
+        return result
+
+    async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:
+        result: bool = self._locked(lambda s, now: report(s, now, epoch, cooldown, adaptive))
+        return result
+
+    async def __aenter__(self) -> FileQuota:
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+# The same two operations in Lua, on one hash (the record) and one sorted set (the leases).
+# The clock is the Redis server's, so processes on different machines share it.
+_LUA_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+_LUA_ADMIT = (
+    _LUA_NOW
+    + """
+local interval = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('PEXPIRE', KEYS[2], 600000)
+local members = redis.call('ZCARD', KEYS[2])
+local s = redis.call('HMGET', KEYS[1], 'tat', 'cooldown_until', 'epoch', 'adaptive')
+local tat = tonumber(s[1]) or 0
+local cool = tonumber(s[2]) or 0
+local epoch = tonumber(s[3]) or 0
+local adaptive = s[4] or ''
+local wait, booked = 0, 1
+if now < cool then
+  wait, booked = cool - now, 0
+elseif interval > 0 then
+  if tat < now then tat = now end
+  wait = tat - now
+  redis.call('HSET', KEYS[1], 'tat', tostring(tat + interval))
+end
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return {tostring(wait), booked, epoch, adaptive, members, tostring(now)}
+"""
+)
+_LUA_REPORT = (
+    _LUA_NOW
+    + """
+local epoch = tonumber(ARGV[1])
+local untl = now + tonumber(ARGV[2])
+local s = redis.call('HMGET', KEYS[1], 'cooldown_until', 'epoch')
+local cool = tonumber(s[1]) or 0
+if untl > cool then
+  cool = untl
+  redis.call('HSET', KEYS[1], 'cooldown_until', tostring(cool))
+end
+if epoch ~= (tonumber(s[2]) or 0) then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', tostring(cool))
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'adaptive', ARGV[3]) end
+return 1
+"""
+)
+
+
+class RedisQuota:
+    """A quota shared by processes on any machines, through Redis (``pip install
+    'tracker-links[redis]'``: coredis, which runs on asyncio and trio).
+
+    Every admission is one round trip (an atomic Lua script); the clock is the server's.
+    Enter it (or the client that uses it) with ``async with``::
+
+        async with RedisQuota("redis://localhost:6379/0", key="tracker:my-token") as quota:
+            async with TrackerClient.from_env(quota=quota) as client:
+                ...
+    """
+
+    def __init__(self, url: str, *, key: str = "tracker-links") -> None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidInputError(
+                f"a Redis URL starts with redis://, rediss:// or unix://: {url!r}"
+            )
+        self.url = url
+        self.key = key
+        self._client: Any = None
+        self._admit: Any = None
+        self._report: Any = None
+
+    def __repr__(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"RedisQuota('{parts.scheme}://{host}{port}{parts.path}', key={self.key!r})"
+
+    async def __aenter__(self) -> RedisQuota:
+        try:
+            import coredis
+        except ImportError:  # pragma: no cover - depends on the extra
+            raise InvalidInputError(
+                "RedisQuota needs coredis: pip install 'tracker-links[redis]'"
+            ) from None
+        client = coredis.Redis.from_url(self.url, decode_responses=True)
+        await client.__aenter__()
+        self._client = client
+        self._admit = client.register_script(_LUA_ADMIT)
+        self._report = client.register_script(_LUA_REPORT)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+
+    def _keys(self) -> list[str]:
+        return [f"{self.key}:state", f"{self.key}:members"]
+
+    async def admit(self, interval: float | None, member: str) -> Admission:
+        if self._admit is None:
+            raise InvalidInputError("enter the RedisQuota (async with) before using it")
+        args = [repr(interval or 0.0), member, repr(LEASE)]
+        wait, booked, epoch, adaptive, members, now = await self._admit(self._keys(), args)
+        return Admission(
+            float(wait),
+            bool(int(booked)),
+            int(epoch),
+            json.loads(adaptive) if adaptive else None,
+            int(members),
+            float(now),
+        )
+
+    async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:
+        if self._report is None:
+            raise InvalidInputError("enter the RedisQuota (async with) before using it")
+        shared = json.dumps(adaptive) if adaptive is not None else ""
+        answer = await self._report(self._keys(), [str(epoch), repr(cooldown), shared])
+        return bool(int(answer))
+
+
+def quota_from_url(text: str) -> FileQuota | RedisQuota:
+    """``file:PATH`` -> :class:`FileQuota`; ``redis://HOST[:PORT][/DB][?key=KEY]`` (or
+    ``rediss://``) -> :class:`RedisQuota`. For the CLI's ``--quota``."""
+    if text.startswith("file:"):
+        path = text[len("file:") :]
+        if not path:
+            raise InvalidInputError("--quota file:PATH needs a path")
+        return FileQuota(path)
+    if text.startswith(("redis://", "rediss://")):
+        parts = urllib.parse.urlsplit(text)
+        query = urllib.parse.parse_qs(parts.query)
+        key = query.pop("key", ["tracker-links"])[-1]
+        rest = urllib.parse.urlencode({k: v[-1] for k, v in query.items()})
+        url = urllib.parse.urlunsplit(parts._replace(query=rest))
+        return RedisQuota(url, key=key)
+    raise InvalidInputError(f"--quota takes file:PATH or redis://HOST:PORT/DB, got {text!r}")
+
+
+def new_member() -> str:
+    """A lease id for one client: unique across processes and machines."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class QuotaGate:
+    """A client's side of a shared quota: its local :class:`._policy.RateGate` keeps learning
+    (adaptive rate, concurrency window); pacing and the cool-down go through ``quota``."""
+
+    def __init__(self, quota: Quota, gate: Any, clock: Callable[[], float]) -> None:
+        self.quota = quota
+        self.gate = gate
+        self.clock = clock
+        self.member = new_member()
+        self.offset = 0.0  # the quota's clock minus the local one
+        self.version: list[float] | None = None
+
+    def _interval(self, now: float) -> float | None:
+        rate = self.gate.current_rate(now)
+        return None if rate is None else 1.001 / rate
+
+    async def admit(self) -> Admission:
+        """One round trip: a booked slot (sleep ``wait``, then go) or a cool-down to wait out."""
+        gate = self.gate
+        answer = await self.quota.admit(self._interval(self.clock()), self.member)
+        self.offset = answer.now - self.clock()
+        adaptive = gate.adaptive
+        if adaptive is not None:
+            adaptive.scale = float(max(1, answer.members))
+            if answer.adaptive is not None and answer.adaptive != self.version:
+                shared = list(answer.adaptive)
+                shared[1] -= self.offset  # its phase start, in this process's clock
+                adaptive.restore(shared)
+                self.version = answer.adaptive
+        return answer
+
+    async def rate_limited(
+        self, epoch: int, now: float, sent_at: float, cooldown: float | None, inflight: int
+    ) -> None:
+        """A 429 for a request admitted in ``epoch``: the first report of an epoch is the
+        quota's event; only then does what this process learns from it become everyone's."""
+        gate = self.gate
+        adaptive = gate.adaptive
+        before = adaptive.snapshot() if adaptive is not None else None
+        gate.resumed_at = min(gate.resumed_at, sent_at)  # the quota decides what is news
+        gate.on_rate_limited(now, sent_at, cooldown, inflight)
+        wait = max(0.0, gate.cooldown_until - now)
+        after = None
+        if adaptive is not None:
+            after = adaptive.snapshot()
+            after[1] += self.offset
+        if await self.quota.rate_limited(epoch, wait, after):
+            self.version = after
+        elif adaptive is not None and before is not None:
+            adaptive.restore(before)  # another process's report of the same burst came first
