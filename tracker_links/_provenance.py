@@ -1,9 +1,10 @@
 """Who made a link found after a lost answer: the decision behind an honest ``CREATED``.
 
 When a create's answer is lost (5xx, timeout, dropped connection) and the link is then found,
-it was made by that attempt unless its ``createdAt`` predates the attempt (allowing for the
-service's clock to lag) or another user made it (``createdBy`` against ``GET /v2/myself``,
-fetched once per client, when first needed).
+it was made by that attempt unless its ``createdAt`` predates the attempt (on the service's
+clock as this client's answered creates place it: :class:`ServiceClock`; a fixed allowance
+for the skew until one is answered) or another user made it (``createdBy`` against
+``GET /v2/myself``, fetched once per client, when first needed).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import anyio
 from . import _protocol
 from ._exceptions import TrackerError
 from ._models import Link
+from ._service_clock import ServiceClock
 from ._transport import Transport
 
 __all__ = ["CLOCK_SKEW", "Provenance"]
 
 logger: Final = logging.getLogger("tracker_links")
 
-# How far the service's clock may run behind ours: a link whose createdAt is earlier than the
-# first attempt by more than this was there before it.
+# How far the service's clock may run behind ours before any create was answered: a link whose
+# createdAt is earlier than the first attempt by more than this was there before it.
 CLOCK_SKEW: Final = 2.0
 
 
@@ -33,6 +35,7 @@ class Provenance:
     def __init__(self, transport: Transport, version: str = "v2") -> None:
         self._transport = transport
         self._version = version
+        self.service_clock = ServiceClock(CLOCK_SKEW)
         self._myself: frozenset[str] | None = None
         self._lock = anyio.Lock()
 
@@ -41,7 +44,7 @@ class Provenance:
         was lost, was made by that attempt; and what the decision rests on (``verified_by``:
         ``"created_at"``, ``"created_by"``, both joined by ``+``, or ``"read_back"``)."""
         created_at = link.created_at
-        if created_at is not None and created_at.timestamp() < since - CLOCK_SKEW:
+        if created_at is not None and self.service_clock.predates(created_at.timestamp(), since):
             return False, "created_at"
         checked = ["created_at"] if created_at is not None else []
         by = link.created_by
@@ -52,6 +55,11 @@ class Provenance:
                     return False, "created_by"
                 checked.append("created_by")
         return True, "+".join(checked) or "read_back"
+
+    def learn(self, sent: float, received: float, created_at: float) -> None:
+        """A create answered: sent and answered at these Unix times, the link stamped
+        ``created_at`` (it bounds the offset of the service's clock)."""
+        self.service_clock.learn(sent, received, created_at)
 
     async def me(self) -> frozenset[str]:
         """The ids of the token's own user (``GET /v2/myself``), fetched once.

@@ -183,6 +183,7 @@ class LinkService(BulkCalls):
         since = self._wall()
         while True:
             attempts += 1
+            sent = self._wall()
             try:
                 resp = await transport.send(req, retry_uncertain=False)
             except UncertainError as exc:
@@ -233,6 +234,8 @@ class LinkService(BulkCalls):
                 raise
             link = self._decode(req, resp, structure_link, "link")
             self._finder.learn_made(spec, link, resp)
+            if spec.created_at is None and link.created_at is not None:
+                self._provenance.learn(sent, self._wall(), link.created_at.timestamp())
             return Created(link, attempts)
 
     async def _judged(self, spec: LinkSpec, link: Link, since: float) -> tuple[bool, str]:
