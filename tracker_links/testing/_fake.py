@@ -338,6 +338,8 @@ class FakeTracker:
         return data
 
     # --- the request pipeline (see :class:`._pipeline.Pipeline`) ----------------------------------
+    # admit/release/finish/answer are the steps, for a driver of one's own; respond() and
+    # handle() run the pipeline's steps directly, so overriding these changes neither.
 
     def admit(self) -> tuple[Reply | None, float]:
         """A request arrives: count it in flight, apply ``max_inflight`` and the limits.
