@@ -243,6 +243,23 @@ def test_json_round_trip_is_exact(tmp_path: Path) -> None:
     ]}).delete == (PlannedDelete(LinkSpec("P-1", "P-2", "relates"), "77"),)  # fmt: skip
 
 
+def test_json_round_trip_keeps_a_create_s_history(tmp_path: Path) -> None:
+    """A desired link with a history is imported by apply: a saved plan must keep it."""
+    history = {"created_at": "2019-03-01T10:00:00.000+0300", "created_by": "ivanov"}
+    full = {**history, "updated_at": "2020-01-02T03:04:05.006-0130", "updated_by": 42}
+    desired = [
+        LinkSpec("P-1", "P-2", "clone", **history),
+        LinkSpec("P-3", "P-4", "depends on", **full),
+    ]
+    plan = make_plan(desired, KEYS, views([], KEYS))
+    assert [spec.history for spec in plan.create] == [history, full]
+    path = tmp_path / "plan.json"
+    plan.write_json(path)
+    again = Plan.read_json(path)
+    assert [spec.history for spec in again.create] == [history, full]
+    assert again == plan
+
+
 @pytest.mark.parametrize(
     "text",
     [

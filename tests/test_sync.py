@@ -397,3 +397,21 @@ async def test_the_scope_by_query_or_filter_and_an_async_desired(
             assert plan.create == (LinkSpec("TEST-5", "TEST-6", "depends on"),)
             assert [(d.issue, d.spec.target) for d in plan.delete] == [("TEST-3", "TEST-4")]
             assert plan.unchanged == 1
+
+
+@pytest.mark.parametrize("to", ["TEST", "OUT"])
+async def test_a_desired_file_written_before_a_move_plans_nothing(
+    fake: FakeTracker, url: str, to: str
+) -> None:
+    desired = [("TEST-1", "TEST-2", "depends on"), ("TEST-4", "TEST-3", "relates")]
+    seed_links(fake, desired)
+    fake.move_issue("TEST-2", to)
+    fake.move_issue("TEST-3", to)
+    async with connect(url, max_concurrency=8) as client:
+        for _ in range(2):
+            plan = await client.links.plan(desired, queue="TEST", prune=True)
+            assert plan == Plan(unchanged=2)
+            report = await client.links.apply(plan)
+            assert report.outcomes == []
+    assert writes(fake) == 0
+    assert len(fake.links) == 2

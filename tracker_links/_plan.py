@@ -22,6 +22,7 @@ from ._bulk_create import SpecInput
 from ._exceptions import InvalidInputError, NotFoundError
 from ._graph import find_cycles, natural_key
 from ._models import (
+    HISTORY_FIELDS,
     Direction,
     LinkSpec,
     Relationship,
@@ -166,7 +167,13 @@ class Plan:
                     f"(format {data.get('format')!r}, version {data.get('version')!r})"
                 )
             create = tuple(
-                LinkSpec(c["source"], c["target"], c["relationship"]) for c in data["create"]
+                LinkSpec(
+                    c["source"],
+                    c["target"],
+                    c["relationship"],
+                    **{name: c[name] for name in HISTORY_FIELDS if name in c},
+                )
+                for c in data["create"]
             )
             delete = tuple(
                 PlannedDelete(
@@ -249,6 +256,7 @@ def make_plan(
     *,
     relationships: Iterable[Relationship | str] | str | None = None,
     prune: bool = False,
+    moves: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide what to create and delete so that the scope's links match ``desired``.
 
@@ -256,6 +264,9 @@ def make_plan(
     :class:`IssueLinks` per issue; an item with ``error`` is an issue that could not be read).
     A link is deleted only with ``prune=True``, when both of its ends are in the scope, its
     relationship is managed and it is not desired. Links of unknown types are never touched.
+    ``moves`` (old key -> current key, as :class:`~tracker_links._moves.Aliases`) makes a moved
+    issue's old key and its current key one issue: a desired file written before a move still
+    matches the links, which the service lists under the current keys.
     """
     # The diff allocates hundreds of thousands of small objects and no reference cycle: the
     # cyclic garbage collector, run meanwhile over everything the caller holds (the links read),
@@ -263,7 +274,7 @@ def make_plan(
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _make_plan(desired, scope, current, relationships, prune)
+        return _make_plan(desired, scope, current, relationships, prune, moves or {})
     finally:
         if paused:
             gc.enable()
@@ -275,9 +286,16 @@ def _make_plan(
     current: Iterable[IssueLinks],
     relationships: Iterable[Relationship | str] | str | None,
     prune: bool,
+    moves: Mapping[str, str],
 ) -> Plan:
     managed = managed_relationships(relationships)
-    scope_keys = set(scope)
+
+    moved = bool(moves)  # tested once: the loops below run once per link
+
+    def current_key(key: str) -> str:
+        return moves.get(key, key)
+
+    scope_keys = {current_key(k) for k in scope} if moved else set(scope)
 
     # The desired links, validated, first spelling kept for each canonical identity.
     wanted: dict[tuple[str, str, str, str], LinkSpec] = {}
@@ -316,7 +334,7 @@ def _make_plan(
             else:
                 unread.append(Unread(item.key, f"{type(item.error).__name__}: {item.error}"))
             continue
-        key = item.key
+        key = current_key(item.key) if moved else item.key
         for link in item.links:
             # Link.relationship, looked up once per link type (hashing enums runs Python code).
             type_id = link.type.id
@@ -337,6 +355,8 @@ def _make_plan(
                 continue
             ref = link.target
             other = ref.key or ref.id
+            if moved and other is not None:
+                other = current_key(other)
             if other is not None and other != key:
                 views[link.id] = (key, other, rel)
 
@@ -346,7 +366,13 @@ def _make_plan(
             if absent is not None:
                 invalid.append(Invalid(index, repr(spec.as_dict()), absent))
                 continue
-        wanted.setdefault(spec.canonical, spec)
+        if moved and (spec.source in moves or spec.target in moves):
+            canon = link_identity(
+                current_key(spec.source), current_key(spec.target), spec.relationship
+            )
+        else:
+            canon = spec.canonical
+        wanted.setdefault(canon, spec)
     invalid.sort(key=lambda i: i.index)
 
     existing: dict[tuple[str, str, str, str], list[int | str]] = {}
@@ -380,7 +406,10 @@ def _make_plan(
         if link_id not in gone:
             _add_edge(graph, key, other, rel)
     for spec in create:
-        _add_edge(graph, spec.source, spec.target, spec.relationship)
+        source, target = spec.source, spec.target
+        if moved:
+            source, target = current_key(source), current_key(target)
+        _add_edge(graph, source, target, spec.relationship)
     cycles = tuple(tuple(path) for path, _ in find_cycles(_cyclic_core(graph)))
     return Plan(
         tuple(create),

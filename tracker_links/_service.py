@@ -24,6 +24,7 @@ from ._moves import Aliases
 from ._ops import Created, Ops, Unresolved
 from ._plan import Plan
 from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
+from ._service_clock import ServiceClock
 from ._streams import Stream
 from ._transport import Transport, UncertainError
 
@@ -57,6 +58,7 @@ class LinkService:
         self._finder = Finder(transport, api_version, self._aliases, self.get)
         self._find = self._finder.find
         self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
+        self._service_clock = ServiceClock(_CLOCK_SKEW)
         self._myself: frozenset[str] | None = None
         self._myself_lock = anyio.Lock()
         # What the bulk engines may call: these few methods, not the service's insides.
@@ -194,6 +196,7 @@ class LinkService:
         since = self._wall()
         while True:
             attempts += 1
+            sent = self._wall()
             try:
                 resp = await transport.send(req, retry_uncertain=False)
             except UncertainError as exc:
@@ -244,17 +247,20 @@ class LinkService:
                 raise
             link = _decode(resp.content, structure_link, "link")
             self._finder.learn_made(spec, link, resp)
+            if spec.created_at is None and link.created_at is not None:
+                self._service_clock.learn(sent, self._wall(), link.created_at.timestamp())
             return _Done(link, attempts)
 
     async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
         """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
         lost, was made by that attempt; and what the decision rests on.
 
-        It was not when its ``createdAt`` predates the attempt (allowing ``_CLOCK_SKEW`` for the
-        service's clock) or when another user made it (``createdBy`` against ``/v2/myself``).
+        It was not when its ``createdAt`` predates the attempt (on the service's clock as this
+        client's answered creates place it: :class:`ServiceClock`) or when another user made it
+        (``createdBy`` against ``/v2/myself``).
         """
         created_at = link.created_at
-        if created_at is not None and created_at.timestamp() < since - _CLOCK_SKEW:
+        if created_at is not None and self._service_clock.predates(created_at.timestamp(), since):
             return False, "created_at"
         checked = ["created_at"] if created_at is not None else []
         by = link.created_by

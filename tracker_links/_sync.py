@@ -85,10 +85,13 @@ async def plan(
 
     if issues is not None:
         await read(issues)
-    rest = [key for key in _named_keys(items) if key not in scope]
+    # A key the search found under its new name (its former keys in the answer's aliases)
+    # is not read again; a moved key read here teaches ops.aliases through its redirect.
+    moves = ops.aliases
+    rest = [key for key in _named_keys(items) if moves.resolve(key) not in scope]
     if rest:
         await read(_bulk_read.get_many(ops, rest))
-    return make_plan(items, scope, current, relationships=relationships, prune=prune)
+    return make_plan(items, scope, current, relationships=relationships, prune=prune, moves=moves)
 
 
 # --- apply -------------------------------------------------------------------------------------
