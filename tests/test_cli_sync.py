@@ -195,6 +195,19 @@ def test_sync_prune_apply_with_bad_lines_applies_nothing(
     code, out, _ = run("sync", desired, "--queue", "TEST", "--apply")
     assert code == 1
     assert links_of(served) == before | canon(("TEST-5", "TEST-6", "relates"))
+    # Lines of a relationship --relationships leaves out are reported, not a reason to stop.
+    good = write(
+        tmp_path,
+        "good.csv",
+        "source,relationship,target\nTEST-1,depends on,TEST-2\nTEST-7,duplicates,TEST-8\n",
+    )
+    code, out, _ = run(
+        "sync", good, "--queue", "TEST", "--relationships", "relates", "--prune", "--apply"
+    )
+    assert code == 1
+    assert "not managed" in out
+    assert "not applied" not in out
+    assert links_of(served) == canon(("TEST-1", "TEST-2", "depends on"))
 
 
 @pytest.mark.parametrize(

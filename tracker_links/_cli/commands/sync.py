@@ -33,7 +33,7 @@ exit status:
   0  nothing to change (or, with --apply, everything applied)
   1  failures: bad lines or items of DESIRED, issues whose links could not be read, or
      (with --apply) items that could not be done; each is listed with its reason.
-     With --prune --apply, a DESIRED with bad lines or items is not applied at all
+     With --prune --apply, a DESIRED with bad lines is not applied at all
   2  bad usage, an unreadable DESIRED, a missing credential, or a 401/403
   3  changes planned (without --apply): '+' to create, '-' to delete, '~' to change
 """
@@ -125,8 +125,10 @@ def run(args: argparse.Namespace, ui: UI) -> int:
         ui.out(f"not planned{f' ({more})' if more else ''}:")
         for text in problems[:SHOWN]:
             ui.out(f"  {text}")
-    if args.apply and args.prune and (bad or plan.invalid) and not plan.empty:
-        # A line that could not be read names a link the plan would prune: apply nothing.
+    if args.apply and args.prune and bad and not plan.empty:
+        # A line that could not be read may name a link the plan would prune: apply nothing.
+        # (The plan's own invalid items are harmless here: an unmanaged relationship is never
+        # pruned, and no link joins an issue that does not exist.)
         ui.out(
             "not applied: with --prune, the links of the lines above would be deleted; "
             "fix them (or sync without --prune) and run again"
