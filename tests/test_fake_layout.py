@@ -97,3 +97,12 @@ def test_every_route_counted_in_by_route_is_documented() -> None:
     assert FakeStats.__doc__ is not None
     documented = set(re.findall(r'``"([a-z.]+)"``', FakeStats.__doc__))
     assert routes <= documented, routes - documented
+
+
+def test_the_readme_layout_names_every_module_of_the_fake_and_the_http_client() -> None:
+    readme = (TESTING.parent.parent / "README.md").read_text(encoding="utf-8")
+    development = readme.partition("## Development")[2]
+    http = ("_wire", "_framing", "_pool", "_http11", "_tls", "_redirects")
+    fake = [p.stem for p in TESTING.glob("_*.py") if p.stem != "__init__"]
+    missing = [m for m in (*http, *fake) if f"{m}.py" not in development]
+    assert not missing, missing

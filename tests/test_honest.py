@@ -122,3 +122,62 @@ async def test_against_the_fake_what_was_there_or_made_by_others_is_never_create
     assert {"created_by", "created_at", "created_at+created_by"} <= how
     assert fake.stats.by_route[("GET", "myself")] == 1
     assert fake.stats.duplicates_created == 0
+
+
+# --- the service's clock, learned from answered creates -----------------------------------------
+
+
+def test_service_clock_bounds_the_offset_from_answered_creates() -> None:
+    from tracker_links._service_clock import ServiceClock
+
+    clock = ServiceClock(fallback=2.0)
+    # Before any create was answered, only links 2 s older than the attempt surely predate it.
+    assert clock.predates(100.0, 101.9) is False
+    assert clock.predates(100.0, 102.1) is True
+    # The service's clock runs 5 s ahead: stamped within each request's round trip.
+    clock.learn(sent=10.0, received=10.2, created_at=15.1)
+    clock.learn(sent=20.0, received=20.1, created_at=25.05)
+    assert 4.9 < clock.lo <= 4.95
+    assert 5.05 <= clock.hi < 5.1
+    assert clock.predates(1000.0 + 4.9, since=1000.0) is True  # 50 ms and more before
+    assert clock.predates(1000.0 + 4.96, since=1000.0) is False  # within the window: ours
+    # A clock step makes the bounds disagree: they start over from the newest create.
+    clock.learn(sent=30.0, received=30.1, created_at=30.05)
+    assert -0.06 < clock.lo <= -0.05
+    assert 0.05 <= clock.hi < 0.06
+
+
+async def test_a_link_made_by_us_just_before_a_lost_answer_is_exists(
+    server: FakeLinks,  # noqa: F811
+    mock: respx.MockRouter,
+    ft: FakeTime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same token made the link 50 ms before the attempt whose answer was lost: within the
+    # 2 s allowed for an unknown skew, but the answered creates before it place the service's
+    # clock within a millisecond, so the link is known to predate the attempt.
+    from datetime import datetime, timezone
+
+    wall = [1_700_000_000.0]
+
+    def stamp(_: object) -> str:
+        at = datetime.fromtimestamp(wall[0], timezone.utc)
+        return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+    monkeypatch.setattr(FakeLinks, "stamp", property(stamp))
+    async with make_client(ft, mock) as client:
+        client.links._wall = lambda: wall[0]
+        report = await client.links.bulk_create([(SOURCE, f"TEST-{i}", "relates") for i in (3, 4)])
+        assert [o.status for o in report.outcomes] == [OutcomeStatus.CREATED] * 2
+        server.add("TEST-2", "depends on")  # by the token's own user, now
+        wall[0] += 0.05
+        server.faults = [(False, 503)]
+        report = await client.links.bulk_create([(SOURCE, "TEST-2", "depends on")])
+        (outcome,) = report.outcomes
+        assert (outcome.status, outcome.verified_by) == (OutcomeStatus.EXISTS, "created_at")
+        # One that the lost answer did make is still reported created.
+        server.faults = [(True, 500)]
+        report = await client.links.bulk_create([(SOURCE, "TEST-5", "relates")])
+        (outcome,) = report.outcomes
+        assert outcome.status is OutcomeStatus.CREATED
+        assert outcome.verified_by == "created_at+created_by"

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from anyio.abc import SocketAttribute
 
-from tracker_links import RetryPolicy, ServerError, TrackerClient, TransportError
+from tracker_links import RetryPolicy, ServerError, TrackerClient, TransportError, _wire
 from tracker_links._http11 import FastTransport, safe_path
 from tracker_links._protocol import Request
 from tracker_links.testing import FakeTracker
@@ -278,6 +278,32 @@ async def test_gzip_body_is_decoded_by_httpx() -> None:
         r = await http.get(srv.url)
         assert r.content == text
     assert b"accept-encoding: gzip" in srv.requests[0].lower()
+
+
+async def test_a_body_that_decodes_past_the_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A small gzip body may decode to gigabytes: the cap applies to the decoded size too, on
+    # both paths (httpx's AsyncClient and send_raw) and through the library's client.
+    monkeypatch.setattr(_wire, "MAX_BODY", 100_000)
+    bomb = ok(gzip.compress(b"0" * 100_001), b"Content-Encoding: gzip")
+    fits = ok(gzip.compress(b"0" * 100_000), b"Content-Encoding: gzip")
+    assert len(bomb) < 1000
+    transport = FastTransport(1)
+    async with scripted([bomb], [fits], [bomb], [bomb]) as srv:
+        async with client(transport) as http:
+            with pytest.raises(httpx.RemoteProtocolError, match="once decoded"):
+                await http.get(srv.url)
+            r = await http.get(srv.url)
+            assert r.content == b"0" * 100_000
+            assert "content-encoding" not in r.headers  # decoded by the transport
+            assert r.headers["content-length"] == "100000"
+            with pytest.raises(httpx.RemoteProtocolError, match="once decoded"):
+                await transport.send_raw(prepared(transport, srv.url), "GET", "/", None, TIMEOUTS)
+        retry = RetryPolicy(attempts=1)
+        async with TrackerClient("t", org_id="1", base_url=srv.url, retry=retry) as tracker:
+            with pytest.raises(TransportError, match="once decoded"):
+                await tracker.links.get("TEST-1")
 
 
 async def test_streaming_api_reads_the_buffered_body() -> None:

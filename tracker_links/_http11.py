@@ -5,15 +5,17 @@ client layer itself. The library's requests are small JSON documents to one orig
 transport does only what they need: a LIFO pool of keep-alive connections per origin
 (:mod:`tracker_links._pool`), the request written in one send, the response parsed by the
 sans-I/O :mod:`tracker_links._wire` (heads) and :mod:`tracker_links._framing` (bodies) and read
-whole (``Content-Length``, chunked, or up to EOF) before it is handed to httpx, which still
-decodes ``Content-Encoding``, sets ``response.request``, extracts cookies, etc.
+whole (``Content-Length``, chunked, or up to EOF) and decoded from its ``Content-Encoding``
+(httpx's decoders, fed a slice at a time so that the decoded size stays within
+``_wire.MAX_BODY``: then the response carries no ``Content-Encoding``) before it is handed to
+httpx, which sets ``response.request``, extracts cookies, etc.
 
 The library's own client goes one step further on its hot path: :meth:`FastTransport.prepare`
 turns the base URL and the client's headers into bytes once, and :meth:`FastTransport.send_raw`
 writes each request as those bytes plus its method, path and body, and returns the status,
-headers and body as they were read: no ``httpx.Request``/``httpx.Response`` (their URL parsing
-and header and stream objects cost about a tenth of the client's CPU per request). Bodies with
-a ``Content-Encoding`` are still decoded by httpx.
+headers and body as they were read (the body decoded, the same way): no ``httpx.Request`` or
+``httpx.Response`` (their URL parsing and header and stream objects cost about a tenth of the
+client's CPU per request).
 
 All I/O goes through anyio's streams (asyncio and trio). Failures are httpx's exceptions, as
 the library decides from them whether a request may have reached the server: only
@@ -34,7 +36,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 import anyio
@@ -102,6 +104,39 @@ def safe_path(path: str) -> bool:
     return _SAFE_PATH.fullmatch(path) is not None
 
 
+_DECODED: Final = frozenset({b"content-encoding", b"content-length"})  # of a decoded body
+_DECODE_STEP: Final = 16384  # compressed bytes per decoder call: deflate grows ~1000x at most
+
+
+class _Steps(httpx.SyncByteStream):
+    """A whole body handed to httpx's decoders a slice at a time, so that the decoded size
+    can be checked as it grows (a small gzip body may decode to gigabytes)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        body = self._body
+        for start in range(0, len(body), _DECODE_STEP):
+            yield body[start : start + _DECODE_STEP]
+
+
+def _decode(answer: Answer) -> bytes:
+    """``answer``'s body decoded from its ``Content-Encoding`` (httpx's decoders), refused as
+    a protocol error once it grows over ``_wire.MAX_BODY``."""
+    response = httpx.Response(answer.status, headers=answer.headers, stream=_Steps(answer.body))
+    parts: list[bytes] = []
+    size = 0
+    for part in response.iter_bytes():
+        size += len(part)
+        if size > _wire.MAX_BODY:
+            raise _wire.error(f"body over the limit of {_wire.MAX_BODY} bytes once decoded")
+        parts.append(part)
+    return b"".join(parts)
+
+
 _HTTPCORE_SEND: Final = httpcore.AsyncConnectionPool.handle_async_request
 
 
@@ -159,10 +194,15 @@ class FastTransport(httpx.AsyncBaseTransport):
         data, keep_alive = _wire.serialize(request, url, body)
         timeouts = request.extensions.get("timeout") or _NO_TIMEOUTS
         answer = await self._exchange(pool, data, keep_alive, timeouts, request.method == "HEAD")
+        headers, body = answer.headers, answer.body
+        if answer.coded:  # decoded here, within the cap (httpx would decode it unbounded)
+            body = _decode(answer)
+            headers = [(n, v) for n, v in headers if n.lower() not in _DECODED]
+            headers.append((b"Content-Length", b"%d" % len(body)))
         return httpx.Response(
             answer.status,
-            headers=answer.headers,
-            stream=httpx.ByteStream(answer.body),
+            headers=headers,
+            stream=httpx.ByteStream(body),
             extensions={"http_version": answer.version, "reason_phrase": answer.reason},
         )
 
@@ -212,11 +252,8 @@ class FastTransport(httpx.AsyncBaseTransport):
             pool = self._new_pool(url)
         data = _wire.request_bytes(prepared, method, path, body)
         answer = await self._exchange(pool, data, prepared.keep_alive, timeouts, method == "HEAD")
-        if answer.coded:  # gzip and the like: httpx's decoders
-            response = httpx.Response(
-                answer.status, headers=answer.headers, stream=httpx.ByteStream(answer.body)
-            )
-            return answer.status, answer.headers, response.read()
+        if answer.coded:  # gzip and the like: httpx's decoders, within the cap
+            return answer.status, answer.headers, _decode(answer)
         return answer.status, answer.headers, answer.body
 
     # -- one exchange on a pooled connection ------------------------------------------
