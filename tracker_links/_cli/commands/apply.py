@@ -58,8 +58,8 @@ def add_apply_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--journal",
         metavar="PATH",
-        help="append each outcome to PATH; a re-run with the same journal sends nothing for "
-        "what is done (resume after a crash)",
+        help="append each outcome to PATH; a re-run of the same plan with the same journal "
+        "sends nothing for what is done (resume after a crash); use a new file for a new plan",
     )
     p.add_argument(
         "--report", metavar="PATH", help="write one outcome per line (JSON Lines) to PATH"
