@@ -134,13 +134,27 @@ async def test_line_numbers_given_with_the_items_reach_outcomes_and_journal(
         {"source": "TEST-3", "target": "bad", "relationship": "relates", "line": 5},
         {"source": "TEST-2", "target": "TEST-1", "relationship": "relates", "line": 7},
         LinkSpec("TEST-5", "TEST-6", "relates"),
+        (LinkSpec("TEST-7", "TEST-8", "relates"), 11),
+        (LinkSpec("TEST-8", "TEST-7", "relates"), 12),
+        ("TEST-9", 13),  # not a (spec, line) pair: a bad item
     ]
     async with client_for(fake) as client:
         report = await client.links.bulk_create(items, journal=journal)
-    assert [(o.index, o.line) for o in report.outcomes] == [(0, 2), (1, 5), (2, 7), (3, None)]
+    assert [(o.index, o.line) for o in report.outcomes] == [
+        (0, 2),
+        (1, 5),
+        (2, 7),
+        (3, None),
+        (4, 11),
+        (5, 12),
+        (6, None),
+    ]
     assert report.outcomes[2].repeat_of == 0
-    lines = {r["index"]: r for r in map(json.loads, journal.read_text().splitlines())}
-    assert {i: r.get("line") for i, r in lines.items()} == {0: 2, 1: 5, 2: 7, 3: None}
+    assert report.outcomes[5].repeat_of == 4
+    assert report.outcomes[6].status is OutcomeStatus.FAILED
+    records = [json.loads(r) for r in journal.read_text().splitlines()]
+    lines = {r["index"]: r.get("line") for r in records if "status" in r}
+    assert lines == {0: 2, 1: 5, 2: 7, 3: None, 4: 11, 5: 12, 6: None}
 
 
 def test_digest_is_the_identity_in_either_spelling() -> None:

@@ -173,6 +173,43 @@ def test_sync_bad_lines_and_unknown_issues_are_failures(
     assert "+ TEST-1 relates TEST-2" in out
 
 
+def test_sync_prune_apply_with_bad_lines_applies_nothing(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    """A mistyped line must not turn into the deletion of the link it meant."""
+    served.add_link("TEST-1", "TEST-2", "depends on")
+    served.add_link("TEST-3", "TEST-4", "relates")
+    desired = write(
+        tmp_path,
+        "desired.csv",
+        "source,relationship,target\nTEST-1,depend on,TEST-2\nTEST-5,relates,TEST-6\n",
+    )
+    before = links_of(served)
+    code, out, _ = run("sync", desired, "--queue", "TEST", "--prune", "--apply")
+    assert code == 1
+    assert "line 2: " in out
+    assert "not applied" in out
+    assert writes(served) == 0
+    assert links_of(served) == before
+    # Without --prune nothing can be deleted: the good lines are applied.
+    code, out, _ = run("sync", desired, "--queue", "TEST", "--apply")
+    assert code == 1
+    assert links_of(served) == before | canon(("TEST-5", "TEST-6", "relates"))
+    # Lines of a relationship --relationships leaves out are reported, not a reason to stop.
+    good = write(
+        tmp_path,
+        "good.csv",
+        "source,relationship,target\nTEST-1,depends on,TEST-2\nTEST-7,duplicates,TEST-8\n",
+    )
+    code, out, _ = run(
+        "sync", good, "--queue", "TEST", "--relationships", "relates", "--prune", "--apply"
+    )
+    assert code == 1
+    assert "not managed" in out
+    assert "not applied" not in out
+    assert links_of(served) == canon(("TEST-1", "TEST-2", "depends on"))
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -150,6 +150,32 @@ def test_knob_validation() -> None:
             FakeTracker(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("knob", "bad"),
+    [
+        ("latency", -1.0),
+        ("jitter", -0.5),
+        ("list_lag", -1.0),
+        ("fail_rate", 1.5),
+        ("drop_rate", -0.1),
+        ("drop_after_write", 2.0),
+        ("malformed_search", 1.1),
+        ("duplicate_status", 200),
+        ("max_inflight", 0),
+        ("retry_after", -1.0),
+        ("rate_limit", 0.0),
+        ("rate_burst", 0),
+        ("redirect_status", 303),
+    ],
+)
+def test_a_knob_set_between_requests_is_checked_as_at_construction(knob: str, bad: object) -> None:
+    fake = FakeTracker(queues={"TEST": 1}, rate_limit=10.0)
+    before = getattr(fake, knob)
+    with pytest.raises(ValueError, match=knob):
+        setattr(fake, knob, bad)
+    assert getattr(fake, knob) == before  # the old setting stays
+
+
 async def test_get_issue_by_key_and_id(fake: FakeTracker, http: httpx.AsyncClient) -> None:
     r = await http.get("/v2/issues/TEST-3")
     assert r.status_code == 200

@@ -407,11 +407,15 @@ async def test_a_desired_file_written_before_a_move_plans_nothing(
     seed_links(fake, desired)
     fake.move_issue("TEST-2", to)
     fake.move_issue("TEST-3", to)
+    missing = ("TEST-5", "TEST-2", "relates")  # under the old key, not there yet
     async with connect(url, max_concurrency=8) as client:
+        plan = await client.links.plan([*desired, missing], queue="TEST", prune=True)
+        assert plan == Plan(create=(LinkSpec(*missing),), unchanged=2)
+        report = await client.links.apply(plan)
+        assert [o.status for o in report.outcomes] == [OutcomeStatus.CREATED]
+        fake.stats.reset()
         for _ in range(2):
-            plan = await client.links.plan(desired, queue="TEST", prune=True)
-            assert plan == Plan(unchanged=2)
-            report = await client.links.apply(plan)
-            assert report.outcomes == []
+            plan = await client.links.plan([*desired, missing], queue="TEST", prune=True)
+            assert plan == Plan(unchanged=3)
     assert writes(fake) == 0
-    assert len(fake.links) == 2
+    assert len(fake.links) == 3

@@ -41,7 +41,9 @@ logger: Final = logging.getLogger("tracker_links")
 UNREACHED_LIMIT: Final = 3
 FORBIDDEN_LIMIT: Final = 5
 
-SpecInput = LinkSpec | tuple[str, str, Relationship | str] | Mapping[str, Any]
+SpecInput = (
+    LinkSpec | tuple[str, str, Relationship | str] | tuple[LinkSpec, int] | Mapping[str, Any]
+)
 
 
 # One item that needs a request: its digest, spec, index and line (when the caller gave one).
@@ -148,11 +150,18 @@ class _CreateRun:
             line: int | None = None
             if type(item) is LinkSpec:
                 spec = item
+            elif (
+                type(item) is tuple
+                and len(item) == 2
+                and type(item[0]) is LinkSpec
+                and type(item[1]) is int
+            ):
+                spec, line = item  # a LinkSpec with the number of the line it was read from
             else:
                 if isinstance(item, Mapping):
                     line = _line_of(item)
                 try:
-                    spec = LinkSpec.coerce(item)
+                    spec = LinkSpec.coerce(item)  # type: ignore[arg-type]  # any pair: refused
                 except InvalidInputError as exc:
                     await self.emit(_failed(item, exc, index, line))
                     continue

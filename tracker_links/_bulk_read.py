@@ -121,18 +121,18 @@ async def bulk_get(
 
 
 def _keys_of(
-    ops: Ops, content: bytes, on_aliases: Callable[[str, tuple[str, ...]], object] | None
+    ops: Ops,
+    page: _protocol.SearchPage,
+    on_aliases: Callable[[str, tuple[str, ...]], object] | None,
 ) -> list[str]:
     """The keys of a search answer; the former keys of moved issues go to ``ops.aliases``
     (and to ``on_aliases``)."""
-    issues = _protocol.search_issues_of(content)
-    for key, aliases in issues:
-        if aliases:
-            for old in aliases:
-                ops.aliases.learn(old, key)
-            if on_aliases is not None:
-                on_aliases(key, aliases)
-    return [key for key, _ in issues]
+    for key, aliases in page.moved:
+        for old in aliases:
+            ops.aliases.learn(old, key)
+        if on_aliases is not None:
+            on_aliases(key, aliases)
+    return page.keys
 
 
 async def search_keys(
@@ -148,28 +148,33 @@ async def search_keys(
     ``on_aliases(key, aliases)`` is told the former keys of each moved issue found.
     """
     search = ops.search
+    version = ops.version
 
-    async def send_keys(content: bytes) -> int:
-        keys = _keys_of(ops, content, on_aliases)
+    async def send_keys(page: _protocol.SearchPage) -> int:
+        keys = _keys_of(ops, page, on_aliases)
         for key in keys:
             await send(key)
         return len(keys)
 
-    version = ops.version
-    resp = await search(_protocol.search_page(body, 1, version))
-    total = _protocol.total_header(resp.headers.get("x-total-count"))
-    if total is not None and total > _protocol.SCROLL_ABOVE:
+    first = await search(_protocol.search_page(body, 1, version))
+    total, pages = first.total, first.pages
+    many = _protocol.SCROLL_ABOVE
+    if (total is not None and total > many) or (
+        pages is not None and pages * _protocol.PER_PAGE > many
+    ):
         await _scroll_keys(ops, body, send, on_aliases)
         return
-    pages = _protocol.total_header(resp.headers.get("x-total-pages"))
-    got = await send_keys(resp.content)
+    got = await send_keys(first)
     if pages is not None:
         window = Slots(_PAGES_AHEAD)
+        failed: list[Exception] = []
 
         async def fetch(page: int) -> None:
             try:
-                req = _protocol.search_page(body, page, version)
-                await send_keys((await search(req)).content)
+                await send_keys(await search(_protocol.search_page(body, page, version)))
+            except Exception as exc:  # raised below as it is, not in an exception group
+                failed.append(exc)
+                tg.cancel_scope.cancel()
             finally:
                 window.release()
 
@@ -177,15 +182,15 @@ async def search_keys(
             for page in range(2, pages + 1):
                 await window.acquire()
                 tg.start_soon(fetch, page)
+        if failed:
+            raise failed[0]
         return
     # No page count: follow the pages one by one while they say there is more.
-    page = 1
-    while got and (
-        "next" in _protocol.parse_link_header(resp.headers.get("link")) or got >= _protocol.PER_PAGE
-    ):
+    page, answer = 1, first
+    while got and (answer.has_next or got >= _protocol.PER_PAGE):
         page += 1
-        resp = await search(_protocol.search_page(body, page, version))
-        got = await send_keys(resp.content)
+        answer = await search(_protocol.search_page(body, page, version))
+        got = await send_keys(answer)
 
 
 async def _scroll_keys(
@@ -197,14 +202,13 @@ async def _scroll_keys(
     version = ops.version
     req = _protocol.search_scroll(body, version=version)
     while True:
-        resp = await ops.search(req)
-        keys = _keys_of(ops, resp.content, on_aliases)
+        answer = await ops.search(req)
+        keys = _keys_of(ops, answer, on_aliases)
         for key in keys:
             await send(key)
-        scroll_id = resp.headers.get("x-scroll-id")
-        if not scroll_id or not keys:
+        if not answer.scroll_id or not keys:
             return
-        req = _protocol.search_scroll(body, scroll_id, resp.headers.get("x-scroll-token"), version)
+        req = _protocol.search_scroll(body, answer.scroll_id, answer.scroll_token, version)
 
 
 def queue_links(ops: Ops, body: dict[str, Any]) -> Stream[IssueLinks]:

@@ -18,7 +18,13 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from ._models import Direction, IssueRef, Link, LinkType, StatusRef, UserRef
 
-__all__ = ["converter", "parse_datetime", "structure_link", "structure_links"]
+__all__ = [
+    "converter",
+    "parse_datetime",
+    "structure_link",
+    "structure_link_types",
+    "structure_links",
+]
 
 T = TypeVar("T")
 
@@ -130,6 +136,13 @@ def structure_links(data: Any) -> list[Link]:
         raise ValueError(f"expected a JSON array of links, got {type(data).__name__}")
     hook = _structure_link
     return [hook(item, Link) for item in data]
+
+
+def structure_link_types(data: Any) -> list[LinkType]:
+    """The link types from a decoded JSON array; anything else is a protocol error."""
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON array of link types, got {type(data).__name__}")
+    return converter.structure(data, list[LinkType])
 
 
 def structure(data: Any, cls: type[T]) -> T:

@@ -290,10 +290,13 @@ def _make_plan(
 ) -> Plan:
     managed = managed_relationships(relationships)
 
-    moved = bool(moves)  # tested once: the loops below run once per link
+    # A plain dict (an Aliases resolves chains in Python code per lookup), tested once: the
+    # loops below run once per link.
+    table = {old: moves[old] for old in moves}
+    moved = bool(table)
 
     def current_key(key: str) -> str:
-        return moves.get(key, key)
+        return table.get(key, key)
 
     scope_keys = {current_key(k) for k in scope} if moved else set(scope)
 
@@ -366,7 +369,7 @@ def _make_plan(
             if absent is not None:
                 invalid.append(Invalid(index, repr(spec.as_dict()), absent))
                 continue
-        if moved and (spec.source in moves or spec.target in moves):
+        if moved and (spec.source in table or spec.target in table):
             canon = link_identity(
                 current_key(spec.source), current_key(spec.target), spec.relationship
             )

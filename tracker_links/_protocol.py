@@ -9,8 +9,8 @@ import email.utils
 import json
 import math
 import re
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -30,6 +30,7 @@ __all__ = [
     "check_version",
     "create_link",
     "create_request",
+    "decode_answer",
     "decode_json",
     "delete_link",
     "error_for",
@@ -43,13 +44,15 @@ __all__ = [
     "parse_retry_after",
     "search_body",
     "search_issues",
-    "search_issues_of",
-    "search_keys",
+    "SearchPage",
     "search_page",
+    "search_page_of",
     "search_scroll",
     "total_header",
     "write_request",
 ]
+
+T = TypeVar("T")
 
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
@@ -263,27 +266,74 @@ def total_header(value: str | None) -> int | None:
         return None
 
 
-def search_keys(content: bytes) -> list[str]:
-    """The issue keys of one search page or scroll answer."""
-    return [str(issue["key"]) for issue in decode_json(content)]
+@attrs.frozen
+class SearchPage:
+    """One answer of ``_search``: the issue keys, and what its headers say about the rest.
+
+    ``moved`` lists ``(key, former keys)`` for the issues whose ``aliases`` show a move.
+    """
+
+    keys: list[str]
+    total: int | None = None  # X-Total-Count
+    pages: int | None = None  # X-Total-Pages
+    has_next: bool = False  # a Link: rel="next"
+    scroll_id: str | None = None
+    scroll_token: str | None = None
+    moved: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-def search_issues_of(content: bytes) -> list[tuple[str, tuple[str, ...]]]:
-    """The issues of one search page or scroll answer: each key, with the issue's former keys
-    (``aliases``: it was moved) when the answer lists them."""
-    out: list[tuple[str, tuple[str, ...]]] = []
-    for issue in decode_json(content):
-        aliases = issue.get("aliases")
+def search_page_of(data: Any, headers: Mapping[str, str]) -> SearchPage:
+    """Read one search page (decoded JSON and headers); ``ValueError`` if it is malformed."""
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON array of issues, got {type(data).__name__}")
+    keys: list[str] = []
+    moved: list[tuple[str, tuple[str, ...]]] = []
+    for issue in data:
+        key = issue.get("key") if isinstance(issue, dict) else None
+        if not isinstance(key, str):
+            raise ValueError(f"an issue without a string key: {str(issue)[:100]}")
+        keys.append(key)
+        aliases = issue.get("aliases")  # its former keys, when it was moved
         if aliases and isinstance(aliases, list):
-            out.append((str(issue["key"]), tuple(str(a) for a in aliases if a)))
-        else:
-            out.append((str(issue["key"]), ()))
-    return out
+            former = tuple(str(a) for a in aliases if a)
+            if former:
+                moved.append((key, former))
+    pages = total_header(headers.get("x-total-pages"))
+    return SearchPage(
+        keys,
+        total=total_header(headers.get("x-total-count")),
+        pages=pages if pages is not None and pages >= 0 else None,
+        has_next="next" in parse_link_header(headers.get("link")),
+        scroll_id=headers.get("x-scroll-id") or None,
+        scroll_token=headers.get("x-scroll-token") or None,
+        moved=tuple(moved),
+    )
 
 
 def decode_json(content: bytes) -> Any:
     """The JSON of an answer; ``ValueError`` if it is not JSON."""
     return json.loads(content)
+
+
+def decode_answer(
+    req: Request,
+    status: int,
+    content: bytes,
+    fn: Callable[[Any], T],
+    what: str,
+    base_url: str,
+) -> T:
+    """``fn`` of an answer's JSON; anything malformed is a :class:`TrackerError` naming the
+    request (method, URL) and the status, never a ``KeyError``/``TypeError``/``ValueError``."""
+    try:
+        return fn(json.loads(content))
+    except Exception as exc:  # a malformed answer is a protocol error, not a crash
+        raise TrackerError(
+            f"malformed answer: could not read the {what}: {type(exc).__name__}: {exc}"[:500],
+            status_code=status,
+            method=req.method,
+            url=base_url + req.path,
+        ) from exc
 
 
 def _messages(content: bytes) -> list[str]:

@@ -1,32 +1,25 @@
-"""LinkService: one method per links endpoint, plus the safe (never duplicating) create."""
+"""LinkService: one method per links endpoint, plus the safe (never duplicating) create and
+delete. The bulk methods come from ``_bulk_calls``."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-import anyio
-import attrs
-
-from . import _bulk_create, _bulk_delete, _bulk_read, _protocol, _sync, _undo
-from ._bulk_create import SpecInput
-from ._bulk_delete import DeleteInput
-from ._converter import structure, structure_link, structure_links
+from . import _bulk_delete, _protocol
+from ._bulk_calls import BulkCalls
+from ._converter import structure_link, structure_link_types, structure_links
 from ._exceptions import AuthError, ConflictError, InvalidInputError, NotFoundError, TrackerError
 from ._finding import Finder
 from ._history import clone_refused, import_forbidden, judge_import
 from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
 from ._moves import Aliases
 from ._ops import Created, Ops, Unresolved
-from ._plan import Plan
-from ._reports import BulkReport, IssueLinks, LinksReport, Outcome
-from ._service_clock import ServiceClock
-from ._streams import Stream
-from ._transport import Transport, UncertainError
+from ._provenance import Provenance
+from ._transport import Response, Transport, UncertainError
 
 __all__ = ["LinkService"]
 
@@ -34,16 +27,12 @@ T = TypeVar("T")
 
 logger: Final = logging.getLogger("tracker_links")
 
-# How far the service's clock may run behind ours: a link whose createdAt is earlier than the
-# first attempt by more than this was there before it.
-_CLOCK_SKEW: Final = 2.0
-
 # After the service refused a create as a duplicate, the link may not be listed yet (its
 # search index lags a second or two): read again after these pauses before giving up.
 _CONFIRM_DELAYS: Final = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-class LinkService:
+class LinkService(BulkCalls):
     """The links API of one :class:`TrackerClient`: ``client.links``.
 
     Every method validates its arguments before sending anything, and shares the client's
@@ -58,15 +47,13 @@ class LinkService:
         self._finder = Finder(transport, api_version, self._aliases, self.get)
         self._find = self._finder.find
         self._wall: Callable[[], float] = time.time  # Unix time, to compare with createdAt
-        self._service_clock = ServiceClock(_CLOCK_SKEW)
-        self._myself: frozenset[str] | None = None
-        self._myself_lock = anyio.Lock()
+        self._provenance = Provenance(transport, api_version)
         # What the bulk engines may call: these few methods, not the service's insides.
         self._ops = Ops(
             create=self._create,
             get=self.get,
-            judge=self._judge,
-            search=transport.send,
+            judge=self._provenance.judge,
+            search=self._search,
             concurrency=transport.limiter.total,
             clock=transport.clock,
             version=api_version,
@@ -86,7 +73,7 @@ class LinkService:
         req = _protocol.get_links(issue, self._version)
         resp = await self._transport.send(req)
         self._finder.learn(issue, req, resp)
-        return _decode(resp.content, structure_links, "links")
+        return self._decode(req, resp, structure_links, "links")
 
     @property
     def aliases(self) -> Mapping[str, str]:
@@ -171,14 +158,14 @@ class LinkService:
             raise ConflictError(
                 f"the link already exists: {spec.source} {spec.relationship.value} {spec.target}",
                 link=done.link,
-                status_code=done.status_code,
-                messages=done.messages,
+                status_code=done.refusal.status_code if done.refusal else None,
+                messages=done.refusal.messages if done.refusal else (),
                 method="POST",
                 url=self._transport.base_url + _protocol.write_request(spec, self._version).path,
             )
         return done.link
 
-    async def _create(self, spec: LinkSpec) -> _Done:
+    async def _create(self, spec: LinkSpec) -> Created:
         """The safe create (the import, for a spec with a history): what it did, with the POSTs
         sent (for bulk reports).
 
@@ -220,7 +207,7 @@ class LinkService:
                     raise Unresolved(exc.cause if delay is None else find_error, attempts) from None
                 if existing is not None:
                     made, how = await self._judged(spec, existing, since)
-                    return _Done(existing, attempts, made, how)
+                    return Created(existing, attempts, made, how)
                 if delay is None:
                     raise exc.cause from None
                 continue
@@ -235,8 +222,8 @@ class LinkService:
                     raise
                 if uncertain:  # an earlier attempt of ours may be the one that landed
                     made, how = await self._judged(spec, existing, since)
-                    return _Done(existing, attempts, made, how)
-                return _Done(existing, attempts, False, None, exc.status_code, exc.messages)
+                    return Created(existing, attempts, made, how)
+                return Created(existing, attempts, False, None, exc)
             except InvalidInputError as exc:
                 if spec.relationship in CLONE_RELATIONSHIPS and spec.created_at is None:
                     raise clone_refused(exc) from None
@@ -245,56 +232,17 @@ class LinkService:
                 if exc.status_code == 403 and spec.created_at is not None:
                     raise import_forbidden(exc) from None
                 raise
-            link = _decode(resp.content, structure_link, "link")
+            link = self._decode(req, resp, structure_link, "link")
             self._finder.learn_made(spec, link, resp)
             if spec.created_at is None and link.created_at is not None:
-                self._service_clock.learn(sent, self._wall(), link.created_at.timestamp())
-            return _Done(link, attempts)
-
-    async def _judge(self, link: Link, since: float) -> tuple[bool, str]:
-        """Whether ``link``, found after an attempt begun at Unix time ``since`` whose answer was
-        lost, was made by that attempt; and what the decision rests on.
-
-        It was not when its ``createdAt`` predates the attempt (on the service's clock as this
-        client's answered creates place it: :class:`ServiceClock`) or when another user made it
-        (``createdBy`` against ``/v2/myself``).
-        """
-        created_at = link.created_at
-        if created_at is not None and self._service_clock.predates(created_at.timestamp(), since):
-            return False, "created_at"
-        checked = ["created_at"] if created_at is not None else []
-        by = link.created_by
-        if by is not None and by.id is not None:
-            me = await self._me()
-            if me:
-                if str(by.id) not in me:
-                    return False, "created_by"
-                checked.append("created_by")
-        return True, "+".join(checked) or "read_back"
+                self._provenance.learn(sent, self._wall(), link.created_at.timestamp())
+            return Created(link, attempts)
 
     async def _judged(self, spec: LinkSpec, link: Link, since: float) -> tuple[bool, str]:
         """:meth:`_judge`, or for an import (whose ``createdAt`` is history) its own rule."""
         if spec.created_at is not None:
             return judge_import(spec.created_at, link.created_at)
-        return await self._judge(link, since)
-
-    async def _me(self) -> frozenset[str]:
-        """The ids of the token's own user (``GET /v2/myself``), fetched once per client.
-
-        Empty when the service would not say: then ``createdBy`` is not checked.
-        """
-        if self._myself is None:
-            async with self._myself_lock:
-                if self._myself is None:
-                    try:
-                        resp = await self._transport.send(_protocol.myself(self._version))
-                        self._myself = _decode(resp.content, _protocol.user_ids, "user")
-                    except TrackerError as exc:
-                        logger.warning(
-                            "cannot tell the token's user (%s): createdBy unchecked", exc
-                        )
-                        self._myself = frozenset()
-        return self._myself
+        return await self._provenance.judge(link, since)
 
     async def _confirm(self, spec: LinkSpec) -> Link | None:
         """Find a link the service says exists, allowing for its listing to lag."""
@@ -397,205 +345,23 @@ class LinkService:
 
     async def types(self) -> list[LinkType]:
         """The organization's link types (``GET /v2/linktypes``)."""
-        resp = await self._transport.send(_protocol.link_types(self._version))
-        return _decode(resp.content, lambda data: structure(data, list[LinkType]), "link types")
+        req = _protocol.link_types(self._version)
+        resp = await self._transport.send(req)
+        return self._decode(req, resp, structure_link_types, "link types")
 
-    # --- bulk ------------------------------------------------------------------------------
-
-    async def bulk_create(
-        self,
-        specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
-        *,
-        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
-        journal: str | os.PathLike[str] | None = None,
-    ) -> BulkReport:
-        """Create many links; return a :class:`BulkReport` with one outcome per input item.
-
-        See :meth:`create_many` for the semantics. A 401/403 stops the batch (the rest are
-        ``SKIPPED``) and the report is still returned, not lost in an exception.
-        """
-        return await _bulk_create.bulk_create(
-            self._ops, specs, on_progress=on_progress, journal=journal
+    async def _search(self, req: _protocol.Request) -> _protocol.SearchPage:
+        """One search page (or scroll step): its keys and paging headers, checked."""
+        resp = await self._transport.send(req)
+        return self._decode(
+            req,
+            resp,
+            lambda data: _protocol.search_page_of(data, resp.headers),
+            "search page",
         )
 
-    def create_many(
-        self,
-        specs: Iterable[SpecInput] | AsyncIterable[SpecInput],
-        *,
-        journal: str | os.PathLike[str] | None = None,
-    ) -> Stream[Outcome]:
-        """Create many links, yielding each :class:`Outcome` as it completes.
-
-        ``specs`` is any iterable or async iterable of :class:`LinkSpec`,
-        ``(source, target, relationship)`` tuples or mappings with those keys (and optionally
-        ``"line"``, copied to :attr:`Outcome.line`), read lazily: memory stays bounded however
-        long it is. The same link given twice (in either spelling) is created once; the repeat's
-        outcome has ``repeat_of`` set. Use it as a context manager, so that leaving the loop
-        early (``break``, an exception) stops the work at once::
-
-            async with client.links.create_many(specs) as outcomes:
-                async for outcome in outcomes:
-                    if outcome.status is OutcomeStatus.FAILED:
-                        break
-
-        ``async for`` directly works too (then close it with ``contextlib.aclosing`` to leave
-        early).
-        """
-        return _bulk_create.create_many(self._ops, specs, journal=journal)
-
-    async def bulk_delete(
-        self,
-        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
-        *,
-        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
-        journal: str | os.PathLike[str] | None = None,
-    ) -> BulkReport:
-        """Delete many links; return a :class:`BulkReport` with one outcome per input item.
-
-        The counterpart of :meth:`bulk_create`, with the same input (read lazily), the same
-        concurrency, progress, journal and resume, and the same treatment of bad items
-        (``FAILED`` before any request) and of a 401 (the rest ``SKIPPED``, the report
-        returned). Each link is ``DELETED`` (this call removed it) or ``ABSENT`` (not on the
-        service: nothing to do, not a failure). Each costs a ``GET`` of the source's links
-        (one for the items of the same source that come close together in the input) and one
-        safe ``DELETE`` (see :meth:`delete`) per match. Only the links asked for are deleted:
-        a link of another relationship between the same two issues stays.
-
-        >>> report = await client.links.bulk_delete(pairs, journal="unlink.jsonl")  # doctest: +SKIP
-        >>> len(report.deleted), len(report.absent)                                 # doctest: +SKIP
-        (9990, 10)
-        """
-        return await _bulk_delete.bulk_delete(
-            self._ops, specs, on_progress=on_progress, journal=journal
+    def _decode(
+        self, req: _protocol.Request, resp: Response, fn: Callable[[Any], T], what: str
+    ) -> T:
+        return _protocol.decode_answer(
+            req, resp.status, resp.content, fn, what, self._transport.base_url
         )
-
-    def delete_many(
-        self,
-        specs: Iterable[DeleteInput] | AsyncIterable[DeleteInput],
-        *,
-        journal: str | os.PathLike[str] | None = None,
-    ) -> Stream[Outcome]:
-        """Delete many links, yielding each :class:`Outcome` as it completes.
-
-        The counterpart of :meth:`create_many` (see :meth:`bulk_delete` for the semantics);
-        usable as ``async with client.links.delete_many(specs) as outcomes:``.
-        """
-        return _bulk_delete.delete_many(self._ops, specs, journal=journal)
-
-    async def undo(
-        self,
-        journal_path: str | os.PathLike[str],
-        *,
-        journal: str | os.PathLike[str] | None = None,
-        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
-    ) -> BulkReport:
-        """Undo a bulk create: delete exactly the links its journal says it **created**.
-
-        ``journal_path`` is the journal of an earlier :meth:`bulk_create` / :meth:`create_many`
-        / ``bulk-link --journal`` run. A link it found already there (``EXISTS``) is never
-        deleted. Where the journal recorded the created link's id (and the issue it was
-        created on), that very link is deleted, after the issue's listing shows the id still
-        joining the same two issues: a link re-created later between the same pair has another
-        id and stays. A journal written before ids were recorded falls back to delete-by-triple.
-        A create left in flight (an open intent) is read back and deleted only if this token
-        made it after the intent. ``journal`` is this undo's own journal (another file), so an
-        interrupted undo re-run with it sends nothing for what was done. Outcomes as for
-        :meth:`bulk_delete`; each one's ``line`` is its line in ``journal_path``.
-
-        >>> report = await client.links.undo("links.jsonl", journal="undo.jsonl")  # doctest: +SKIP
-        """
-        return await _undo.undo(self._ops, journal_path, journal=journal, on_progress=on_progress)
-
-    async def bulk_get(
-        self,
-        keys: Iterable[str] | AsyncIterable[str],
-        *,
-        on_progress: Callable[[int, int | None, IssueLinks], object] | None = None,
-    ) -> LinksReport:
-        """The links of many issues, fetched concurrently: a :class:`LinksReport`."""
-        return await _bulk_read.bulk_get(self._ops, keys, on_progress=on_progress)
-
-    def get_many(self, keys: Iterable[str] | AsyncIterable[str]) -> Stream[IssueLinks]:
-        """Yield :class:`IssueLinks` for each key as its links arrive (completion order).
-
-        Like :meth:`create_many`, usable as ``async with client.links.get_many(keys) as it:``.
-        """
-        return _bulk_read.get_many(self._ops, keys)
-
-    def queue_links(
-        self,
-        queue: str | None = None,
-        *,
-        query: str | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> Stream[IssueLinks]:
-        """Yield the links of every issue of a queue (or of a ``query``/``filter`` search).
-
-        Issues are enumerated with ``POST /v2/issues/_search`` while their links are already
-        being fetched; with more than 10,000 issues it switches to scroll mode. Like
-        :meth:`create_many`, usable as ``async with client.links.queue_links("PROJ") as it:``.
-        """
-        body = _protocol.search_body(queue, query=query, filter=filter)
-        return _bulk_read.queue_links(self._ops, body)
-
-    # --- sync --------------------------------------------------------------------------------
-
-    async def plan(
-        self,
-        desired: Iterable[SpecInput] | AsyncIterable[SpecInput],
-        *,
-        queue: str | None = None,
-        query: str | None = None,
-        filter: Mapping[str, Any] | None = None,
-        relationships: Iterable[Relationship | str] | None = None,
-        prune: bool = False,
-    ) -> Plan:
-        """A :class:`Plan`: what to create and delete so that a scope's links match ``desired``.
-
-        The scope is the issues of ``queue`` / ``query`` / ``filter`` (the search of
-        :meth:`queue_links`, optional) and every issue named in ``desired`` (the input forms of
-        :meth:`bulk_create`); their links are read concurrently. Only the ``relationships``
-        given are managed (default: all). With ``prune=True`` a managed link with both ends in
-        the scope that is not desired is planned for deletion; a link leaving the scope never
-        is. Sends no write: see :meth:`apply`.
-
-        >>> plan = await client.links.plan(desired, queue="PROJ", prune=True)  # doctest: +SKIP
-        """
-        searched = queue is not None or query is not None or filter is not None
-        search = _protocol.search_body(queue, query=query, filter=filter) if searched else None
-        return await _sync.plan(
-            self._ops, desired, search=search, relationships=relationships, prune=prune
-        )
-
-    async def apply(
-        self,
-        plan: Plan,
-        *,
-        journal: str | os.PathLike[str] | None = None,
-        on_progress: Callable[[int, int | None, Outcome], object] | None = None,
-    ) -> BulkReport:
-        """Carry out a :class:`Plan`: its deletes, then its creates; a :class:`BulkReport`.
-
-        Deletes are those of :meth:`bulk_delete` by id: each link is deleted while the issue the
-        plan lists still shows it under that id between the same two issues (``DELETED``;
-        ``ABSENT`` when it is gone). Creates are those of :meth:`bulk_create` (``CREATED``;
-        ``EXISTS`` when the link is there already), so a stale plan is harmless. ``journal``
-        records both phases: an interrupted apply re-run with it sends nothing that was done.
-        A 401/403 stops the run (the rest is ``SKIPPED``) and the report is still returned.
-        """
-        return await _sync.apply(self._ops, plan, journal=journal, on_progress=on_progress)
-
-
-@attrs.frozen
-class _Done(Created):
-    """A :class:`Created` with the refusal's status and messages (for ``create``'s error)."""
-
-    status_code: int | None = None
-    messages: tuple[str, ...] = ()
-
-
-def _decode(content: bytes, fn: Callable[[Any], T], what: str) -> T:
-    try:
-        return fn(_protocol.decode_json(content))
-    except Exception as exc:  # a malformed answer is a protocol error, not a crash
-        raise TrackerError(f"could not read the {what} in the service's answer: {exc}") from exc

@@ -413,7 +413,7 @@ class Transport:
                 raise UncertainError(error)
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
             if delay is None:
-                raise _final(error, attempt)
+                raise final_error(error, attempt)
             counts.retries += 1
             logger.warning(
                 "%s %s failed (%s), retry %d/%d in %.2fs",
@@ -431,7 +431,7 @@ class Transport:
         await self.http.aclose()
 
 
-def _final(error: TrackerError, attempts: int) -> TrackerError:
+def final_error(error: TrackerError, attempts: int) -> TrackerError:
     """The error to raise once retries are spent, saying how many tries were made."""
     if isinstance(error, (RateLimitError, ServerError, TransportError)) and attempts > 1:
         error.message = f"{error.message} (after {attempts} attempts)"

@@ -20,8 +20,9 @@ import anyio
 
 from ._auth import Auth
 from ._context import Clock, Context
-from ._faults import Faults, LimitSetting
+from ._faults import Faults, LimitSetting, check_inflight, check_retry_after
 from ._knob import Knob as _Knob
+from ._knob import check_seconds, check_share, check_status_4xx
 from ._links import LinkRoutes
 from ._payloads import FakeRelationship, Reply
 from ._pipeline import Pipeline, Sleep
@@ -95,22 +96,22 @@ class FakeTracker:
         assert fake.stats.count("POST", 201) == 1
     """
 
-    latency: _Knob[float] = _Knob("_faults")
-    jitter: _Knob[float] = _Knob("_faults")
+    latency: _Knob[float] = _Knob("_faults", check_seconds)
+    jitter: _Knob[float] = _Knob("_faults", check_seconds)
     rate_limit: _Knob[float | None] = _Knob("_faults")
     rate_burst: _Knob[int] = _Knob("_faults")
-    retry_after: _Knob[float | None] = _Knob("_faults")
-    max_inflight: _Knob[int | None] = _Knob("_faults")
+    retry_after: _Knob[float | None] = _Knob("_faults", check_retry_after)
+    max_inflight: _Knob[int | None] = _Knob("_faults", check_inflight)
     limit: _Knob[LimitSetting] = _Knob("_faults")
-    fail_rate: _Knob[float] = _Knob("_faults")
-    drop_rate: _Knob[float] = _Knob("_faults")
-    drop_after_write: _Knob[float] = _Knob("_faults")
-    list_lag: _Knob[float] = _Knob("_links")
-    duplicate_status: _Knob[int | None] = _Knob("_links")
+    fail_rate: _Knob[float] = _Knob("_faults", check_share)
+    drop_rate: _Knob[float] = _Knob("_faults", check_share)
+    drop_after_write: _Knob[float] = _Knob("_faults", check_share)
+    list_lag: _Knob[float] = _Knob("_links", check_seconds)
+    duplicate_status: _Knob[int | None] = _Knob("_links", check_status_4xx)
     forbidden_queues: _Knob[Iterable[str]] = _Knob("_links")
     import_forbidden: _Knob[bool] = _Knob("_links")
     clone_on_create: _Knob[bool] = _Knob("_links")
-    malformed_search: _Knob[float] = _Knob("_search")
+    malformed_search: _Knob[float] = _Knob("_search", check_share)
     redirect_status: _Knob[int] = _Knob("_router")
     sleep: _Knob[Sleep] = _Knob("_pipeline")
     """How the fake waits ``latency`` (``anyio.sleep`` unless given)."""
@@ -337,6 +338,8 @@ class FakeTracker:
         return data
 
     # --- the request pipeline (see :class:`._pipeline.Pipeline`) ----------------------------------
+    # admit/release/finish/answer are the steps, for a driver of one's own; respond() and
+    # handle() run the pipeline's steps directly, so overriding these changes neither.
 
     def admit(self) -> tuple[Reply | None, float]:
         """A request arrives: count it in flight, apply ``max_inflight`` and the limits.

@@ -7,19 +7,32 @@ and whether the request fails or its connection drops. The caller holds the shar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from ._context import Context
+from ._knob import check_seconds, check_share
 from ._limits import InFlightCap, Limit, TokenBucket, parse_limit
 from ._payloads import DROP, MSG_429, Reply, error, too_many
 
-__all__ = ["Faults", "LimitSetting"]
+__all__ = ["Faults", "LimitSetting", "check_inflight", "check_retry_after"]
 
 LimitSetting = Limit | Sequence[Limit] | str | None
 """What ``limit=`` takes: one shape, several (each must admit a request), a text for
 :func:`parse_limit` (``"sliding:200"``), or none."""
 
 _MSG_INFLIGHT: Final = "Too many concurrent requests"
+
+
+def check_inflight(name: str, value: Any) -> None:
+    """``max_inflight``: an int >= 1, or None."""
+    if value is not None and not value >= 1:
+        raise ValueError(f"{name} must be >= 1 or None, got {value!r}")
+
+
+def check_retry_after(name: str, value: Any) -> None:
+    """``retry_after``: seconds >= 0, or None (no header)."""
+    if value is not None and not value >= 0:
+        raise ValueError(f"{name} must be >= 0 seconds or None, got {value!r}")
 
 
 def _shapes(limit: LimitSetting) -> tuple[Limit, ...]:
@@ -52,26 +65,19 @@ class Faults:
         drop_rate: float = 0.0,
         drop_after_write: float = 0.5,
     ) -> None:
-        for name, value in (("latency", latency), ("jitter", jitter)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
-        for name, value in (
-            ("fail_rate", fail_rate),
-            ("drop_rate", drop_rate),
-            ("drop_after_write", drop_after_write),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        check_seconds("latency", latency)
+        check_seconds("jitter", jitter)
+        check_share("fail_rate", fail_rate)
+        check_share("drop_rate", drop_rate)
+        check_share("drop_after_write", drop_after_write)
         if fail_rate + drop_rate > 1.0:
             raise ValueError("fail_rate + drop_rate must not exceed 1")
         if rate_limit is not None and not rate_limit > 0:
             raise ValueError(f"rate_limit must be > 0 requests/s or None, got {rate_limit!r}")
         if rate_burst < 1:
             raise ValueError(f"rate_burst must be >= 1, got {rate_burst!r}")
-        if max_inflight is not None and max_inflight < 1:
-            raise ValueError(f"max_inflight must be >= 1 or None, got {max_inflight!r}")
-        if retry_after is not None and not retry_after >= 0:
-            raise ValueError(f"retry_after must be >= 0 seconds or None, got {retry_after!r}")
+        check_inflight("max_inflight", max_inflight)
+        check_retry_after("retry_after", retry_after)
         self.ctx = ctx
         self.latency = latency
         self.jitter = jitter
@@ -100,6 +106,8 @@ class Faults:
 
     @rate_limit.setter
     def rate_limit(self, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError(f"rate_limit must be > 0 requests/s or None, got {value!r}")
         if value is None:
             self._bucket = None
         elif self._bucket is None:
@@ -114,6 +122,8 @@ class Faults:
 
     @rate_burst.setter
     def rate_burst(self, value: int) -> None:
+        if not value >= 1:
+            raise ValueError(f"rate_burst must be >= 1, got {value!r}")
         self._burst = value
         if self._bucket is not None:
             self._bucket.burst = value

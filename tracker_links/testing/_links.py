@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from ._context import Context
+from ._knob import check_seconds, check_status_4xx
 from ._payloads import (
     API_URL,
     BY_TEXT,
@@ -93,12 +94,8 @@ class LinkRoutes:
         import_forbidden: bool = False,
         clone_on_create: bool = False,
     ) -> None:
-        if not list_lag >= 0:
-            raise ValueError(f"list_lag must be >= 0 seconds, got {list_lag!r}")
-        if duplicate_status is not None and not 400 <= duplicate_status <= 499:
-            raise ValueError(
-                f"duplicate_status must be a 4xx (409, 422) or None, got {duplicate_status!r}"
-            )
+        check_seconds("list_lag", list_lag)
+        check_status_4xx("duplicate_status", duplicate_status)
         self.store = store
         self.ctx = ctx
         self.duplicate_status = duplicate_status

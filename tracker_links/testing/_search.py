@@ -11,6 +11,7 @@ from typing import Final
 from urllib.parse import parse_qsl, urlencode
 
 from ._context import Context
+from ._knob import check_share
 from ._payloads import MSG_MIXED, Headers, Reply, error, json_reply
 from ._store import IssueRow, Store
 
@@ -68,8 +69,7 @@ class Search:
     """
 
     def __init__(self, store: Store, ctx: Context, *, malformed_search: float = 0.0) -> None:
-        if not 0.0 <= malformed_search <= 1.0:
-            raise ValueError(f"malformed_search must be between 0 and 1, got {malformed_search!r}")
+        check_share("malformed_search", malformed_search)
         self.store = store
         self.ctx = ctx
         self.malformed_search = malformed_search

@@ -32,7 +32,8 @@ EXIT_STATUS: Final = (
 exit status:
   0  nothing to change (or, with --apply, everything applied)
   1  failures: bad lines or items of DESIRED, issues whose links could not be read, or
-     (with --apply) items that could not be done; each is listed with its reason
+     (with --apply) items that could not be done; each is listed with its reason.
+     With --prune --apply, a DESIRED with bad lines is not applied at all
   2  bad usage, an unreadable DESIRED, a missing credential, or a 401/403
   3  changes planned (without --apply): '+' to create, '-' to delete, '~' to change
 """
@@ -51,7 +52,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "The scope is the issues of --queue or --query, and every issue DESIRED names. Only\n"
         "missing links are created, unless --prune: then links of the scope that DESIRED does\n"
         "not hold are deleted too (never a link with an end outside the scope, nor one of a\n"
-        "relationship --relationships does not name).",
+        "relationship --relationships does not name). With --prune, --apply applies nothing\n"
+        "while DESIRED has bad lines (the links they name would be deleted).",
         run=run,
         usage=usage("sync", "DESIRED [--queue QUEUE | --query QUERY] [--prune] [--apply]"),
         epilog=EXIT_STATUS,
@@ -123,6 +125,15 @@ def run(args: argparse.Namespace, ui: UI) -> int:
         ui.out(f"not planned{f' ({more})' if more else ''}:")
         for text in problems[:SHOWN]:
             ui.out(f"  {text}")
+    if args.apply and args.prune and bad and not plan.empty:
+        # A line that could not be read may name a link the plan would prune: apply nothing.
+        # (The plan's own invalid items are harmless here: an unmanaged relationship is never
+        # pruned, and no link joins an issue that does not exist.)
+        ui.out(
+            "not applied: with --prune, the links of the lines above would be deleted; "
+            "fix them (or sync without --prune) and run again"
+        )
+        return EXIT_FAILED
     if args.apply and not plan.empty:
         code = apply_plan(args, ui, plan)
         return EXIT_FAILED if problems else code
