@@ -6,11 +6,13 @@ Each case runs the public client (``bulk_create`` of ``N`` creates, 50 ms latenc
 ``Retry-After``, a cap of 10 in flight, a limit that drops and rises, several clients on one
 bucket) and asserts the wall time against the shape's ideal time and the share answered 429.
 
-N is 2,000-3,000 here (seconds of wall time for the whole module); the issue's targets are
-for N = 10,000 (the benchmark ``python -m benchmarks.shapes``), so each bound below is the
-target plus a fixed start-up allowance: finding the limit costs the same few seconds and the
-same two or three bursts of 429s (at most ``max_concurrency`` each) whatever N is. trio
-only: see ``test_soak.py`` for why asyncio has no virtual clock here.
+N is 2,000 here (the whole module takes seconds); the issue's targets are for N = 10,000
+(the benchmark ``python -m benchmarks.shapes``), so each bound below is the target plus a
+fixed start-up allowance: finding the limit costs the same few seconds and the same two or
+three bursts of 429s (at most ``max_concurrency`` each) whatever N is. The fixed rate is
+run on the strictest shapes only: a sliding window refuses whatever a fixed window of the
+same size refuses, and a bucket of 20 whatever a bucket of 200 does (the benchmark has all
+of them). trio only: see ``test_soak.py`` for why asyncio has no virtual clock here.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from benchmarks._shapes import (
     simulate,
 )
 
-N = 3_000
+N = 2_000
 N_FIXED = 2_000
 STARTUP_429 = 32  # two bursts of max_concurrency while the limit is found
 BUCKETS_AND_WINDOWS = [name for name in SHAPES if "flight" not in name and "/s," not in name]
+#: Implied by a stricter shape for a fixed rate (see above).
+IMPLIED = {"bucket, burst 200", "fixed 1-s window", "fixed window, no Retry-After"}
 
 
-@pytest.mark.parametrize("name", list(SHAPES))
+@pytest.mark.parametrize("name", [name for name in SHAPES if name not in IMPLIED])
 def test_fixed_rate_on_every_shape(name: str) -> None:
     make, retry_after = SHAPES[name]
     result = simulate(make, n=N_FIXED, rate_limit=RATE, retry_after=retry_after)

@@ -97,6 +97,14 @@ def _add_speed(parser: argparse.ArgumentParser, default: Callable[[object], obje
         default=default(None),
         help="requests per second at most (default: adaptive, finds the limit from 429s)",
     )
+    speed.add_argument(
+        "--quota",
+        metavar="URL",
+        default=default(None),
+        help="share the pacing, the 429 cool-down and the learned rate with other processes "
+        "using the same token: file:PATH (one machine) or redis://HOST:PORT[/DB][?key=K] "
+        "(needs tracker-links[redis]); with --rate-limit, R is their total",
+    )
 
 
 def add_options(

@@ -15,6 +15,7 @@ import attrs
 
 from .._client import TrackerClient
 from .._exceptions import InvalidInputError
+from .._quota import quota_from_url
 from ._errors import UsageError
 
 __all__ = [
@@ -49,10 +50,31 @@ def secrets(argv: Sequence[str]) -> list[str]:
     return sorted({s.strip() for s in found if len(s.strip()) >= 8}, key=len, reverse=True)
 
 
+class _QuotaClient(TrackerClient):
+    """A client that enters its shared quota with itself (a ``RedisQuota`` must be entered
+    before use) and leaves it after closing: the CLI's ``--quota``."""
+
+    async def __aenter__(self) -> TrackerClient:
+        enter = getattr(self.quota, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self.aclose()
+        finally:
+            leave = getattr(self.quota, "__aexit__", None)
+            if leave is not None:
+                await leave(None, None, None)
+
+
 def make_client(
     args: argparse.Namespace, *, concurrency: int = DEFAULT_CONCURRENCY
 ) -> TrackerClient:
-    """A client from the environment and the command line; a missing credential is exit 2."""
+    """A client from the environment and the command line; a missing credential is exit 2.
+
+    Use it with ``async with``: with ``--quota`` that also opens (and closes) the quota."""
     env = os.environ
     overrides: dict[str, Any] = {
         "max_concurrency": args.concurrency or concurrency,
@@ -93,8 +115,12 @@ def make_client(
         overrides["verify"] = args.ca_bundle
     if getattr(args, "api_version", None):
         overrides["api_version"] = args.api_version
+    kind: type[TrackerClient] = TrackerClient
     try:
-        return TrackerClient.from_env(**overrides)
+        if getattr(args, "quota", None):
+            overrides["quota"] = quota_from_url(args.quota)
+            kind = _QuotaClient
+        return kind.from_env(**overrides)
     except InvalidInputError as exc:
         raise UsageError(str(exc)) from None
 
