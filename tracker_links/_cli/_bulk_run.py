@@ -207,6 +207,48 @@ def check_writable(path: str, what: str) -> None:
         raise UsageError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
 
 
+def _open_report(report: str | None) -> TextIO | None:
+    """The report file, open for writing; exit 2 now when it cannot be."""
+    if report is None:
+        return None
+    try:
+        # Opening a local file is quick: not worth a worker thread.
+        return open(report, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+
+
+def _result(
+    sink: _BulkSink,
+    elapsed: float,
+    report: str | None,
+    journal: str | None,
+    *,
+    lines: LineCount | None,
+    interrupted: bool,
+    statuses: tuple[str, ...],
+    bad_lines: int = 0,
+    moved: dict[str, str] | None = None,
+) -> BulkResult:
+    """What a bulk run did, from what its sink saw."""
+    return BulkResult(
+        counts=sink.counts,
+        items=sink.items,
+        bad_lines=bad_lines,
+        problems=sink.problems,
+        shown=sorted(sink.shown),
+        elapsed=elapsed,
+        auth=sink.auth,
+        problems_path=report if report is not None else sink.overflow_path,
+        report_path=report,
+        journal=journal,
+        lines=lines,
+        interrupted=interrupted,
+        statuses=statuses,
+        moved={} if moved is None else moved,
+    )
+
+
 async def bulk_link(
     ui: UI,
     client: TrackerClient,
@@ -224,13 +266,7 @@ async def bulk_link(
     """
     if journal is not None:
         check_writable(journal, "journal")
-    report_file: TextIO | None = None
-    if report is not None:
-        try:
-            # Opening a local file is quick: not worth a worker thread.
-            report_file = open(report, "w", encoding="utf-8")  # noqa: SIM115, ASYNC230
-        except OSError as exc:
-            raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+    report_file = _open_report(report)
     try:
         with open_input(path) as stream:
             data = read_rows(stream, fmt, "stdin" if path == "-" else path)
@@ -251,20 +287,15 @@ async def bulk_link(
     finally:
         if report_file is not None:
             report_file.close()
-    return BulkResult(
-        counts=sink.counts,
-        items=sink.items,
-        bad_lines=sink.bad_lines,
-        problems=sink.problems,
-        shown=sorted(sink.shown),
-        elapsed=elapsed,
-        auth=sink.auth,
-        problems_path=report if report is not None else sink.overflow_path,
-        report_path=report,
-        journal=journal,
+    return _result(
+        sink,
+        elapsed,
+        report,
+        journal,
         lines=data.count,
         interrupted=interrupt.interrupted,
         statuses=counters,
+        bad_lines=sink.bad_lines,
         moved=sink.moved,
     )
 
@@ -283,12 +314,7 @@ async def undo_run(
             total = read_undo(path).count()
         except InvalidInputError as exc:
             raise UsageError(exc.message) from None
-    report_file: TextIO | None = None
-    if report is not None:
-        try:
-            report_file = open(report, "w", encoding="utf-8")  # noqa: SIM115, ASYNC230
-        except OSError as exc:
-            raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+    report_file = _open_report(report)
     service = service_counts(client)
     try:
         with Progress(ui, "undoing", total, DELETE_STATUSES, service=service) as progress:
@@ -309,17 +335,11 @@ async def undo_run(
     finally:
         if report_file is not None:
             report_file.close()
-    return BulkResult(
-        counts=sink.counts,
-        items=sink.items,
-        bad_lines=0,
-        problems=sink.problems,
-        shown=sorted(sink.shown),
-        elapsed=elapsed,
-        auth=sink.auth,
-        problems_path=report if report is not None else sink.overflow_path,
-        report_path=report,
-        journal=journal,
+    return _result(
+        sink,
+        elapsed,
+        report,
+        journal,
         lines=None,
         interrupted=interrupt.interrupted,
         statuses=DELETE_STATUSES,
