@@ -8,7 +8,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, TextIO
 
 import attrs
@@ -249,6 +249,31 @@ def _result(
     )
 
 
+async def _into_sink(
+    ui: UI,
+    client: TrackerClient,
+    description: str,
+    total: int | None,
+    statuses: tuple[str, ...],
+    report_file: TextIO | None,
+    send: Callable[[_BulkSink], Awaitable[None]],
+) -> tuple[_BulkSink, float, bool]:
+    """Run ``send`` into a sink under a progress bar, Ctrl-C ending it (the report then says
+    it is partial): the sink, the seconds it took, and whether it was interrupted."""
+    with Progress(ui, description, total, statuses, service=service_counts(client)) as progress:
+        sink = _BulkSink(progress, report_file)
+        started = time.perf_counter()
+        try:
+            async with interruptible() as interrupt:
+                await send(sink)
+        finally:
+            sink.close()
+        elapsed = time.perf_counter() - started
+    if report_file is not None and interrupt.interrupted:
+        report_file.write(json.dumps(PARTIAL) + "\n")
+    return sink, elapsed, interrupt.interrupted
+
+
 async def bulk_link(
     ui: UI,
     client: TrackerClient,
@@ -272,18 +297,13 @@ async def bulk_link(
             data = read_rows(stream, fmt, "stdin" if path == "-" else path)
             total = count_items(path, data.fmt) if ui.live else None
             counters = DELETE_STATUSES if delete else CREATE_STATUSES
-            service = service_counts(client)
-            with Progress(ui, description, total, counters, service=service) as progress:
-                sink = _BulkSink(progress, report_file)
-                started = time.perf_counter()
-                try:
-                    async with interruptible() as interrupt:
-                        await _bulk_send(client, data.rows, sink, journal, delete=delete)
-                finally:
-                    sink.close()
-                elapsed = time.perf_counter() - started
-        if report_file is not None and interrupt.interrupted:
-            report_file.write(json.dumps(PARTIAL) + "\n")
+
+            async def send(sink: _BulkSink) -> None:
+                await _bulk_send(client, data.rows, sink, journal, delete=delete)
+
+            sink, elapsed, interrupted = await _into_sink(
+                ui, client, description, total, counters, report_file, send
+            )
     finally:
         if report_file is not None:
             report_file.close()
@@ -293,7 +313,7 @@ async def bulk_link(
         report,
         journal,
         lines=data.count,
-        interrupted=interrupt.interrupted,
+        interrupted=interrupted,
         statuses=counters,
         bad_lines=sink.bad_lines,
         moved=sink.moved,
@@ -315,23 +335,18 @@ async def undo_run(
         except InvalidInputError as exc:
             raise UsageError(exc.message) from None
     report_file = _open_report(report)
-    service = service_counts(client)
+
+    async def send(sink: _BulkSink) -> None:
+        await client.links.undo(
+            path, journal=journal, on_progress=lambda _d, _t, o: sink.outcome(o)
+        )
+
     try:
-        with Progress(ui, "undoing", total, DELETE_STATUSES, service=service) as progress:
-            sink = _BulkSink(progress, report_file)
-            started = time.perf_counter()
-            try:
-                async with interruptible() as interrupt:
-                    await client.links.undo(
-                        path, journal=journal, on_progress=lambda _d, _t, o: sink.outcome(o)
-                    )
-            except InvalidInputError as exc:
-                raise UsageError(exc.message) from None
-            finally:
-                sink.close()
-            elapsed = time.perf_counter() - started
-        if report_file is not None and interrupt.interrupted:
-            report_file.write(json.dumps(PARTIAL) + "\n")
+        sink, elapsed, interrupted = await _into_sink(
+            ui, client, "undoing", total, DELETE_STATUSES, report_file, send
+        )
+    except InvalidInputError as exc:
+        raise UsageError(exc.message) from None
     finally:
         if report_file is not None:
             report_file.close()
@@ -341,7 +356,7 @@ async def undo_run(
         report,
         journal,
         lines=None,
-        interrupted=interrupt.interrupted,
+        interrupted=interrupted,
         statuses=DELETE_STATUSES,
     )
 
