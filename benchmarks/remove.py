@@ -21,34 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import tempfile
-import time
-from collections.abc import Iterator
 from typing import Any
 
-from tracker_links import TrackerClient
-
-from ._common import ORG_ID, QUEUE, TOKEN
-from ._harness import FakeServer
-
-LATENCY = 0.02
-CONCURRENCY = 64
-TARGET = 1.3
-
-
-@contextlib.contextmanager
-def server(issues: int) -> Iterator[str]:
-    fake = FakeServer({"queues": {QUEUE: issues}, "knobs": {"latency": LATENCY}})
-    try:
-        yield fake.url
-    finally:
-        fake.stop()
-
-
-def client(url: str) -> TrackerClient:
-    return TrackerClient(TOKEN, org_id=ORG_ID, base_url=url, max_concurrency=CONCURRENCY)
+from ._common import QUEUE
+from ._latent import CONCURRENCY, LATENCY, TARGET, Timed, client, server
 
 
 def fan(n: int, per_source: int, first_target: int) -> list[tuple[str, str, str]]:
@@ -57,16 +35,6 @@ def fan(n: int, per_source: int, first_target: int) -> list[tuple[str, str, str]
         (f"{QUEUE}-{1 + i // per_source}", f"{QUEUE}-{first_target + i}", "relates")
         for i in range(n)
     ]
-
-
-class Timed:
-    def __enter__(self) -> Timed:
-        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
 
 
 async def measure(n: int) -> dict[str, Any]:
