@@ -291,7 +291,16 @@ class ConcurrencyWindow:
     again, the probes come half as often (a cap that is real costs few 429s).
     """
 
-    __slots__ = ("_cut_at", "_grow_every", "_limit", "_ok", "_ok_at", "_ok_prev", "total")
+    __slots__ = (
+        "_cut_at",
+        "_grow_every",
+        "_limit",
+        "_ok",
+        "_ok_at",
+        "_ok_prev",
+        "reprobe",
+        "total",
+    )
 
     def __init__(self, total: int, *, grow_every: float = 10.0) -> None:
         self.total = total
@@ -302,6 +311,9 @@ class ConcurrencyWindow:
         self._ok = 0
         self._ok_prev = 0
         self._ok_at = 0.0
+        self.reprobe = False
+        """Whether the last 429 taken for the cap was a probe above a cap already known (the
+        window is back under it: nothing else to wait for)."""
 
     def on_accepted(self, now: float, inflight: int) -> None:
         if now - self._ok_at >= 2.0:
@@ -319,11 +331,14 @@ class ConcurrencyWindow:
 
         Returns whether it was taken for a concurrency cap (and the window was cut).
         """
+        self.reprobe = False
         if inflight <= 1 or inflight <= self.recent_ok():
             return False
         limit = max(1, min(self.current(now), inflight - 1))
-        if limit >= self._limit:
-            # The probe above the window failed again: probe less often.
+        self.reprobe = limit >= self._limit
+        if self.reprobe or inflight == self.recent_ok() + 1:
+            # The probe above the window failed again, or the cap is known exactly (one more
+            # than an accepted request had): probe less often.
             self._grow_every = min(_MAX_GROW_EVERY, 2.0 * self._grow_every)
         self._limit = limit
         self._cut_at = now
