@@ -8,7 +8,7 @@ import math
 import pytest
 
 from tracker_links import InvalidInputError, RetryPolicy
-from tracker_links._policy import AdaptiveRate, RateGate
+from tracker_links._policy import AdaptiveRate, ConcurrencyWindow, RateGate
 
 # --- RetryPolicy ---------------------------------------------------------------------------
 
@@ -271,12 +271,16 @@ def test_adaptive_lowers_on_a_429_then_climbs_back(limit: float) -> None:
     after = adaptive.current(now + 1.0)
     assert after is not None
     assert after < before
-    # Then it climbs back on a cubic curve: near the rate that met the 429 after ~10 s, and
-    # flat there (not above it) for a while.
+    # Then it climbs back on a cubic curve: to a plateau just under the rate that met the 429
+    # after ~10 s, and flat there (not above it) for a while.
     later = adaptive.current(now + 11.0)
     assert later is not None
     assert after < later <= before * 1.01
-    assert later > before * 0.97
+    assert later > before * adaptive.plateau * 0.98
+    # Then it probes above it, steeply: a limit that rose is found within ~20 s.
+    probing = adaptive.current(now + 20.0)
+    assert probing is not None
+    assert probing > before * 1.1
     # A 429 of the same burst (sent before the cool-down) changes nothing.
     assert gate.on_rate_limited(now=now + 0.1, sent_at=now - 0.1, cooldown=1.0) is False
     assert adaptive.current(now + 1.0) == after
@@ -366,3 +370,28 @@ def test_steady_state_growth_is_bounded_too() -> None:
         assert rate is not None
         assert math.isfinite(rate)
         assert rate <= adaptive.max_rate
+
+
+def test_a_failed_probe_above_a_known_in_flight_cap_holds_no_one_back() -> None:
+    window = ConcurrencyWindow(16, grow_every=10.0)
+    gate = RateGate(rate=200.0, window=window)
+    gate.on_accepted(0.05, inflight=10)
+    # The first 429 with one more in flight than any accepted request: a cap of 10, and the
+    # usual cool-down (the client cannot tell yet that waiting is of no use).
+    assert gate.on_rate_limited(now=0.1, sent_at=0.05, cooldown=1.0, inflight=11) is True
+    assert window.current(0.1) == 10
+    assert gate.cooldown_until == pytest.approx(1.1)
+    # The cap is exact: the window grows back only after twice the usual time.
+    assert window.current(15.0) == 10
+    assert window.current(20.2) == 11
+    # That probe fails: the window goes back to 10 and nobody else waits.
+    gate.on_accepted(20.3, inflight=10)
+    epoch = gate.epoch
+    assert gate.on_rate_limited(now=20.4, sent_at=20.35, cooldown=1.0, inflight=11) is False
+    assert window.current(20.4) == 10
+    assert gate.cooldown_until == pytest.approx(1.1)
+    assert gate.epoch == epoch
+    assert gate.delay(20.4) == 0.0
+    # A 429 that is not the cap's (fewer in flight than accepted ones had) still cools down.
+    assert gate.on_rate_limited(now=21.0, sent_at=20.95, cooldown=1.0, inflight=5) is True
+    assert gate.cooldown_until == pytest.approx(22.0)

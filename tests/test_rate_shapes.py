@@ -47,9 +47,10 @@ def test_fixed_rate_on_every_shape(name: str) -> None:
         assert result.ratio < 1.3
         return
     if "flight" in name:
-        # The cap is learned from 429s (two cool-downs: measured +2.3 s at this N).
-        assert result.wall <= 1.05 * result.ideal + 3.0, result.row()
-        assert result.refused <= 2 * 16, result.row()
+        # The cap is learned from one cool-down's 429s (measured +0.7 s at this N); a failed
+        # probe above it holds no other request back.
+        assert result.wall <= 1.05 * result.ideal + 1.5, result.row()
+        assert result.refused <= 16, result.row()
         return
     # Within 1.05x, plus the one cool-down that the first second's burst may cost.
     assert result.wall <= 1.05 * result.ideal + 1.1, result.row()
@@ -80,11 +81,13 @@ def test_adaptive_rate_under_an_in_flight_cap() -> None:
 
 def test_adaptive_rate_follows_a_limit_that_drops_and_rises() -> None:
     make, _ = SHAPES["200/s, 100/s for 20 s, 200/s"]
-    result = simulate(make, n=4_000)  # the rise comes at 30 s: N / 200 must be longer
+    result = simulate(make, n=6_000)  # the rise comes at 30 s, 10 s before the ideal end
     assert result.failed == 0
     assert result.wall >= 0.9 * result.ideal
-    # Measured 1.30-1.43 at this N: the 1.25x is not reached yet.
-    assert result.ratio < 1.5, result.row()
+    # The 1.25x plus the start-up allowance; measured 1.32 (1.28-1.41 over seeds 0-2;
+    # it was 1.41 before the plateau and the steeper probe: the climb back after the rise
+    # took ~27 s).
+    assert result.wall <= 1.25 * result.ideal + 3.5, result.row()
     assert result.refused_share < 0.01, result.row()
 
 

@@ -41,7 +41,9 @@ class AdaptiveRate:
        just under it, then probes above it, ever faster, so that a limit that rose is found
        within tens of seconds. An event cuts the rate to ``beta`` times the rate in force (or
        what was measured, if lower), never below ``floor`` times the rate the service had
-       just accepted.
+       just accepted; the curve then flattens at ``plateau`` times that rate (just under the
+       one that met the 429, so that the next 429 comes late: each costs a cool-down), and
+       probes above it ``probe`` times as steeply as it climbed back.
 
     Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
     the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
@@ -52,6 +54,7 @@ class AdaptiveRate:
         "_accepted",
         "_burst",
         "_c",
+        "_c_probe",
         "_k",
         "_latency",
         "_peak",
@@ -63,6 +66,8 @@ class AdaptiveRate:
         "floor",
         "max_rate",
         "min_rate",
+        "plateau",
+        "probe",
         "rate",
         "recover",
         "scale",
@@ -85,6 +90,8 @@ class AdaptiveRate:
         min_rate: float = 1.0,
         max_rate: float = 100_000.0,
         concurrency: int = 16,
+        plateau: float = 0.97,
+        probe: float = 8.0,
     ) -> None:
         self.rate: float | None = None
         """The rate at the start of the current phase (``None``: no limit yet)."""
@@ -95,6 +102,8 @@ class AdaptiveRate:
         self.floor = floor
         self.min_rate = min_rate
         self.max_rate = max_rate
+        self.plateau = plateau
+        self.probe = probe
         self._accepted: collections.deque[float] = collections.deque()
         self._burst = 0.0
         self._slow_start = False
@@ -102,6 +111,7 @@ class AdaptiveRate:
         self._w_max = 0.0
         self._k = 0.0
         self._c = 0.0
+        self._c_probe = 0.0
         self._peak = 0.0
         self._latency = 0.0
         self.concurrency = concurrency
@@ -132,7 +142,8 @@ class AdaptiveRate:
             return min(self.max_rate, rate * math.pow(self._GROWTH, steps))
         # Through ``rate`` at 0 and ``w_max`` at ``k`` seconds, flat there, then faster.
         t = min(since, _CUBIC_SPAN) - self._k
-        value = self._w_max + self._c * (t * t * t)
+        c = self._c if t < 0.0 else self._c_probe
+        value = self._w_max + c * (t * t * t)
         return min(self.max_rate, max(self.min_rate, value))
 
     @property
@@ -163,6 +174,7 @@ class AdaptiveRate:
         self.rate = None if rate < 0 else rate
         self._since, self._slow_start, self._w_max = since, bool(slow), w_max
         self._k, self._c, self._burst, self._peak = k, c, burst, peak
+        self._c_probe = self._probe_scale(w_max, c)
 
     def measured(self, now: float, since: float) -> float | None:
         """The accepted rate over the last ``window`` seconds (not before ``since``), or
@@ -206,16 +218,19 @@ class AdaptiveRate:
         w = sending if measured is None else min(sending, measured)
         # Another 429 soon after resuming: the limit is well under the rate (it dropped).
         beta = self.beta if sent_at - resumed_at >= _SOON else self.beta * self.beta
-        new = self._decrease(now, w, beta, cooldown)
+        plateau = self.plateau
+        new = self._decrease(now, w, beta, cooldown, plateau)
         if measured is not None and new < self.floor * measured:
             # Never below half of what the service has just accepted, for one 429.
-            self._decrease(now, w, self.floor * measured / w, cooldown)
+            self._decrease(now, w, self.floor * measured / w, cooldown, plateau)
 
-    def _decrease(self, now: float, w: float, factor: float, cooldown: float) -> float:
-        """Go to ``factor * w`` and climb back to ``w`` on the cubic curve."""
+    def _decrease(
+        self, now: float, w: float, factor: float, cooldown: float, plateau: float = 1.0
+    ) -> float:
+        """Go to ``factor * w`` and climb back to ``plateau * w`` on the cubic curve."""
         w = self._bounded(w)
-        self._w_max = w
         new = self._bounded(factor * w)
+        self._w_max = max(new, plateau * w)
         self.rate = new
         # The curve's scale: a cut of ``beta`` is made up in ``recover`` seconds; a smaller
         # cut sooner (the time goes with the cube root of the cut).
@@ -226,9 +241,16 @@ class AdaptiveRate:
         capacity = self.concurrency / self._latency if self._latency > 0.0 else 0.0
         c = max(w, self._peak, min(capacity, self.max_rate)) * (1.0 - self.beta) / self.recover**3
         self._c = c
-        self._k = math.pow(max(0.0, w - new) / c, 1 / 3)
+        self._c_probe = self._probe_scale(self._w_max, c)
+        self._k = math.pow(max(0.0, self._w_max - new) / c, 1 / 3)
         self._since = now + cooldown
         return new
+
+    def _probe_scale(self, w_max: float, c: float) -> float:
+        # Above the plateau, steeper by ``probe`` on this client's own scale (not the absolute
+        # one of the climb back): a client alone finds a limit that rose soon, while the small
+        # shares of clients that split one limit do not probe each other into 429s.
+        return max(c, self.probe * w_max * (1.0 - self.beta) / self.recover**3)
 
     def _bounded(self, rate: float) -> float:
         return min(self.max_rate, max(self.min_rate, rate))
@@ -269,7 +291,16 @@ class ConcurrencyWindow:
     again, the probes come half as often (a cap that is real costs few 429s).
     """
 
-    __slots__ = ("_cut_at", "_grow_every", "_limit", "_ok", "_ok_at", "_ok_prev", "total")
+    __slots__ = (
+        "_cut_at",
+        "_grow_every",
+        "_limit",
+        "_ok",
+        "_ok_at",
+        "_ok_prev",
+        "reprobe",
+        "total",
+    )
 
     def __init__(self, total: int, *, grow_every: float = 10.0) -> None:
         self.total = total
@@ -280,6 +311,9 @@ class ConcurrencyWindow:
         self._ok = 0
         self._ok_prev = 0
         self._ok_at = 0.0
+        self.reprobe = False
+        """Whether the last 429 taken for the cap was a probe above a cap already known (the
+        window is back under it: nothing else to wait for)."""
 
     def on_accepted(self, now: float, inflight: int) -> None:
         if now - self._ok_at >= 2.0:
@@ -297,11 +331,14 @@ class ConcurrencyWindow:
 
         Returns whether it was taken for a concurrency cap (and the window was cut).
         """
+        self.reprobe = False
         if inflight <= 1 or inflight <= self.recent_ok():
             return False
         limit = max(1, min(self.current(now), inflight - 1))
-        if limit >= self._limit:
-            # The probe above the window failed again: probe less often.
+        self.reprobe = limit >= self._limit
+        if self.reprobe or inflight == self.recent_ok() + 1:
+            # The probe above the window failed again, or the cap is known exactly (one more
+            # than an accepted request had): probe less often.
             self._grow_every = min(_MAX_GROW_EVERY, 2.0 * self._grow_every)
         self._limit = limit
         self._cut_at = now

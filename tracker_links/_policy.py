@@ -172,9 +172,23 @@ class RateGate:
         """A 429 for a request sent at ``sent_at`` with ``inflight`` in flight: start (or
         extend) the shared cool-down of ``cooldown`` seconds (``None``: no ``Retry-After``).
 
-        Returns whether this was a new event (the first 429 since sending resumed).
+        Returns whether this was a new event (the first 429 since sending resumed) that
+        started a cool-down: a failed probe above a known concurrency cap starts none.
         """
         event = sent_at >= self.resumed_at
+        window = self.window
+        # Only a paced request's 429 can point at a concurrency cap: an unpaced burst is
+        # refused by a rate limit's burst allowance just the same.
+        concurrency = (
+            event
+            and window is not None
+            and self.current_rate(sent_at) is not None
+            and window.on_rate_limited(now, inflight)
+        )
+        if concurrency and window is not None and window.reprobe:
+            # A probe above a cap on requests in flight that is known already: the window is
+            # back under it, so the others need not wait (the refused one waits its own delay).
+            return False
         too_short = False
         guessed = cooldown is None
         if cooldown is None:
@@ -189,14 +203,6 @@ class RateGate:
                 self._tat = until  # sending resumes paced from the cool-down's new end
         if event:
             self._guessed = guessed
-            # Only a paced request's 429 can point at a concurrency cap: an unpaced burst is
-            # refused by a rate limit's burst allowance just the same.
-            window = self.window
-            concurrency = (
-                window is not None
-                and self.current_rate(sent_at) is not None
-                and window.on_rate_limited(now, inflight)
-            )
             if (
                 not too_short
                 and not concurrency

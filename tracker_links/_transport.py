@@ -424,7 +424,8 @@ class Transport:
                 retry.attempts - 1,
                 delay,
             )
-            if status != 429:  # a 429 waits in the shared cool-down inside _admit
+            # A 429 waits in the shared cool-down inside _admit, unless it started none.
+            if status != 429 or (self.quota is None and clock() >= self.gate.cooldown_until):
                 await self.sleep(delay)
 
     async def aclose(self) -> None:
