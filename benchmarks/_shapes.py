@@ -183,7 +183,9 @@ def simulate(
     import trio
     import trio.testing
 
-    logging.getLogger("tracker_links").setLevel(logging.ERROR)
+    log = logging.getLogger("tracker_links")
+    level = log.level
+    log.setLevel(logging.ERROR)  # the retries' warnings; restored after the run
     random.seed(seed)  # the client's backoff jitter draws from the module's generator
     # trio reverses each scheduling batch at random (its own generator): seeded, a run is
     # the same every time, so the tests are not flaky and the seeds of the benchmark differ.
@@ -238,7 +240,10 @@ def simulate(
             failed=failed,
         )
 
-    result: Result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    try:
+        result: Result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        log.setLevel(level)
     return result
 
 

@@ -381,17 +381,16 @@ def test_a_failed_probe_above_a_known_in_flight_cap_holds_no_one_back() -> None:
     assert gate.on_rate_limited(now=0.1, sent_at=0.05, cooldown=1.0, inflight=11) is True
     assert window.current(0.1) == 10
     assert gate.cooldown_until == pytest.approx(1.1)
-    # The cap is exact: the window grows back only after twice the usual time.
-    assert window.current(15.0) == 10
-    assert window.current(20.2) == 11
-    # That probe fails: the window goes back to 10 and nobody else waits.
-    gate.on_accepted(20.3, inflight=10)
+    # The window grows back by one after 10 s, and that probe fails: the window goes back to
+    # 10 and nobody else waits.
+    assert window.current(10.2) == 11
+    gate.on_accepted(10.3, inflight=10)
     epoch = gate.epoch
-    assert gate.on_rate_limited(now=20.4, sent_at=20.35, cooldown=1.0, inflight=11) is False
-    assert window.current(20.4) == 10
+    assert gate.on_rate_limited(now=10.4, sent_at=10.35, cooldown=1.0, inflight=11) is False
+    assert window.current(10.4) == 10
     assert gate.cooldown_until == pytest.approx(1.1)
     assert gate.epoch == epoch
-    assert gate.delay(20.4) == 0.0
+    assert gate.delay(10.4) == 0.0
     # A 429 that is not the cap's (fewer in flight than accepted ones had) still cools down.
-    assert gate.on_rate_limited(now=21.0, sent_at=20.95, cooldown=1.0, inflight=5) is True
-    assert gate.cooldown_until == pytest.approx(22.0)
+    assert gate.on_rate_limited(now=11.0, sent_at=10.95, cooldown=1.0, inflight=5) is True
+    assert gate.cooldown_until == pytest.approx(12.0)

@@ -336,9 +336,8 @@ class ConcurrencyWindow:
             return False
         limit = max(1, min(self.current(now), inflight - 1))
         self.reprobe = limit >= self._limit
-        if self.reprobe or inflight == self.recent_ok() + 1:
-            # The probe above the window failed again, or the cap is known exactly (one more
-            # than an accepted request had): probe less often.
+        if self.reprobe:
+            # The probe above the window failed again: probe less often.
             self._grow_every = min(_MAX_GROW_EVERY, 2.0 * self._grow_every)
         self._limit = limit
         self._cut_at = now

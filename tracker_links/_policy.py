@@ -109,6 +109,7 @@ class RateGate:
     _tat: float = 0.0
     _smooth: bool = False
     _guessed: bool = False
+    _probe_cut: float = float("-inf")
 
     def delay(self, now: float) -> float:
         """0.0 and a slot taken, or the seconds to wait before asking again (nothing taken)."""
@@ -175,8 +176,10 @@ class RateGate:
         Returns whether this was a new event (the first 429 since sending resumed) that
         started a cool-down: a failed probe above a known concurrency cap starts none.
         """
-        event = sent_at >= self.resumed_at
         window = self.window
+        if window is not None and sent_at < self._probe_cut and inflight > window.current(now):
+            return False  # sent before the failed probe's window shrank: the same news
+        event = sent_at >= self.resumed_at
         # Only a paced request's 429 can point at a concurrency cap: an unpaced burst is
         # refused by a rate limit's burst allowance just the same.
         concurrency = (
@@ -188,6 +191,7 @@ class RateGate:
         if concurrency and window is not None and window.reprobe:
             # A probe above a cap on requests in flight that is known already: the window is
             # back under it, so the others need not wait (the refused one waits its own delay).
+            self._probe_cut = now
             return False
         too_short = False
         guessed = cooldown is None
