@@ -86,6 +86,7 @@ class _BulkSink:
         self.overflow: TextIO | None = None
         self.overflow_path: str | None = None
         self.auth: TrackerError | None = None
+        self._forbidden: TrackerError | None = None
         self.lines: array[int] = array("Q")  # line number of the spec passed at each index
         self.moved: dict[str, str] = {}  # moved issues seen: old key -> new key
 
@@ -118,8 +119,19 @@ class _BulkSink:
         if not outcome.ok:
             reason = record.get("reason") or record.get("note") or outcome.status.value
             shown = f"line {line}: {spec_text(outcome.spec)}: {reason}"
-        if isinstance(outcome.error, AuthError) and self.auth is None:
-            self.auth = outcome.error
+        if self.auth is None:
+            # A 401 stops the batch; a 403 stops it only when its first items were all refused
+            # (a wrong organization): one forbidden queue fails its own items, the rest go on.
+            error = outcome.error
+            if isinstance(error, AuthError):
+                if error.status_code == 403:
+                    self._forbidden = self._forbidden or error
+                else:
+                    self.auth = error
+            elif outcome.status is OutcomeStatus.SKIPPED and "after AuthError" in (
+                outcome.note or ""
+            ):
+                self.auth = self._forbidden
         if outcome.moved:
             self._moved(outcome.moved)
         self._add(outcome.status, record, line, shown)
@@ -391,7 +403,8 @@ def print_bulk(
         _print_moved(ui, result.moved)
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
-        ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
+        why = "a 401" if result.auth.status_code == 401 else "a 403 for each of its first items"
+        ui.out(f"the batch stopped on {why}; {CREDENTIALS_HINT}")
     if result.problems and not list_failures:
         ui.out(f"failures: the same {n(result.problems)} as above")
     elif result.problems:
