@@ -266,3 +266,15 @@ def test_a_process_that_dies_leaks_no_share(quota_url: str) -> None:
     wall = survivor["ended"] - survivor["began"]
     assert wall <= 1.3 * (0.5 + (n - 0.5 * rate / 2) / rate) + 0.3
     assert fake.stats.rate_limited <= 2
+
+
+def test_a_bad_redis_url_is_refused_without_echoing_its_password() -> None:
+    from tracker_links import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as info:
+        RedisQuota("http://user:s3cret-pass@redis.example:6379/0")
+    assert "s3cret-pass" not in str(info.value)
+    assert "'http'" in str(info.value)
+    with pytest.raises(InvalidInputError) as info:
+        RedisQuota("s3cret-pass")
+    assert "s3cret-pass" not in str(info.value)

@@ -251,8 +251,9 @@ class RedisQuota:
 
     def __init__(self, url: str, *, key: str = "tracker-links") -> None:
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise InvalidInputError(
-                f"a Redis URL starts with redis://, rediss:// or unix://: {url!r}"
+            got = f"not {url.partition(':')[0]!r}:" if ":" in url else "got no scheme"
+            raise InvalidInputError(  # never the URL itself: it may hold a password
+                f"a Redis URL starts with redis://, rediss:// or unix:// ({got})"
             )
         self.url = url
         self.key = key
