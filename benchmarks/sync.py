@@ -22,49 +22,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import time
-from collections.abc import Iterator
 from typing import Any
 
-from tracker_links import IssueLinks, Link, LinkType, TrackerClient
+from tracker_links import IssueLinks, Link, LinkType
 from tracker_links._models import Direction, IssueRef, Relationship
 from tracker_links._plan import make_plan
 
-from ._common import ORG_ID, QUEUE, TOKEN
-from ._harness import FakeServer
-
-LATENCY = 0.02
-CONCURRENCY = 64
-TARGET = 1.3
+from ._common import QUEUE
+from ._latent import CONCURRENCY, LATENCY, TARGET, Timed, client, server
 
 
 def chain(n: int, step: int, rel: str) -> list[tuple[str, str, str]]:
     """``TEST-i rel TEST-(i+step)`` for i = 1..n: needs ``n + step`` issues; no cycle."""
     return [(f"{QUEUE}-{i}", f"{QUEUE}-{i + step}", rel) for i in range(1, n + 1)]
-
-
-@contextlib.contextmanager
-def server(issues: int) -> Iterator[str]:
-    fake = FakeServer({"queues": {QUEUE: issues}, "knobs": {"latency": LATENCY}})
-    try:
-        yield fake.url
-    finally:
-        fake.stop()
-
-
-def client(url: str) -> TrackerClient:
-    return TrackerClient(TOKEN, org_id=ORG_ID, base_url=url, max_concurrency=CONCURRENCY)
-
-
-class Timed:
-    def __enter__(self) -> Timed:
-        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
 
 
 async def measure_plan(issues: int, rounds: int) -> dict[str, Any]:

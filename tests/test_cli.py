@@ -679,6 +679,28 @@ def test_bulk_link_report_has_index_and_line(served: FakeTracker, run: Run, tmp_
     assert (journaled[0]["source"], journaled[0]["line"]) == ("TEST-1", 4)
 
 
+def test_bulk_link_one_forbidden_queue_fails_its_items_only(
+    served: FakeTracker, run: Run, tmp_path: Path
+) -> None:
+    secret = [served.add_issue(queue="SECRET") for _ in range(40)]
+    served.forbidden_queues = {"SECRET"}
+    good = "".join(f"TEST-{i},relates,TEST-{i + 10}\n" for i in range(1, 9))
+    path = write(
+        tmp_path, "in.csv", f"source,relationship,target\n{good}TEST-9,relates,{secret[0]}\n"
+    )
+    code, out, _ = run("bulk-link", path)
+    assert code == 1, out  # some items failed; no "bad credentials" stop
+    assert "stopped" not in out
+    assert "403" in out
+    assert len(served.links) == 8
+    # Every item refused from the start (a wrong organization, say): the batch stops, exit 2.
+    bad = "".join(f"{secret[i]},relates,TEST-{i + 10}\n" for i in range(1, 40))
+    path = write(tmp_path, "all.csv", "source,relationship,target\n" + bad)
+    code, out, _ = run("bulk-link", path)
+    assert code == 2, out
+    assert "the batch stopped" in out
+
+
 def test_bulk_link_all_good_is_exit_0(served: FakeTracker, run: Run, tmp_path: Path) -> None:
     path = write(tmp_path, "in.csv", "Source, Relationship ,TARGET\nTEST-1,relates,TEST-2\n")
     code, out, _ = run("bulk-link", path)
@@ -951,6 +973,7 @@ def test_demo_quick(run: Run) -> None:
     assert "FAILED" not in out
     assert out.count("[ok]") == 6
     assert "the second run sent nothing" in out
+    assert "undo deleted exactly the" in out
     assert "DEMO-1 -> DEMO-2 -> DEMO-3 -> DEMO-1" in out
     assert "```mermaid" in out
     assert re.search(r"demo finished in [\d.]+ s", out)

@@ -99,10 +99,18 @@ def test_every_route_counted_in_by_route_is_documented() -> None:
     assert routes <= documented, routes - documented
 
 
-def test_the_readme_layout_names_every_module_of_the_fake_and_the_http_client() -> None:
-    readme = (TESTING.parent.parent / "README.md").read_text(encoding="utf-8")
+def test_the_readme_layout_names_every_module_of_the_package() -> None:
+    package = TESTING.parent
+    readme = (package.parent / "README.md").read_text(encoding="utf-8")
     development = readme.partition("## Development")[2]
-    http = ("_wire", "_framing", "_pool", "_http11", "_tls", "_redirects")
-    fake = [p.stem for p in TESTING.glob("_*.py") if p.stem != "__init__"]
-    missing = [m for m in (*http, *fake) if f"{m}.py" not in development]
+    modules = [p for p in package.rglob("*.py") if p.stem != "__init__" or p.parent == package]
+    missing = [
+        str(p.relative_to(package))
+        for p in modules
+        if f"{p.name}" not in development and p.parent.name != "commands"
+    ]
     assert not missing, missing
+    commands = sorted(p.stem for p in (package / "_cli" / "commands").glob("[!_]*.py"))
+    assert commands
+    listed = development.partition("commands/")[2].partition("testing/")[0]
+    assert [c for c in commands if c not in listed] == []

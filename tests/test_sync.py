@@ -210,6 +210,10 @@ async def test_bad_arguments_fail_before_any_request(fake: FakeTracker, url: str
             await client.links.plan([], queue="TEST", relationships=["blocks"])
         with pytest.raises(InvalidInputError):
             await client.links.plan("TEST-1 relates TEST-2")  # type: ignore[arg-type]
+        # prune deletes: only a real True turns it on ("no" or "False" would be truthy).
+        for bad in ("no", "False", 1, None):
+            with pytest.raises(InvalidInputError, match="prune"):
+                await client.links.plan([], queue="TEST", prune=bad)  # type: ignore[arg-type]
     assert fake.stats.total == 0
 
 

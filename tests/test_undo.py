@@ -178,6 +178,41 @@ async def test_an_interrupted_undo_resumes_without_a_delete_for_what_was_done(
     assert len(fake.links) == 0
 
 
+async def test_bulk_delete_over_loopback_bad_items_and_a_bad_token(
+    fake: FakeTracker, url: str
+) -> None:
+    fake.add_link("TEST-1", "TEST-2", "relates")
+    items: list[Any] = [
+        ("TEST-1", "TEST-1", "relates"),
+        ("TEST-1/../x", "TEST-2", "relates"),
+        ("TEST-3", "TEST-4", "blocks"),
+        ("TEST-2", "TEST-1", "relates"),  # the stored link, from its other end
+    ]
+    async with connect(url) as client:
+        report = await client.links.bulk_delete(items)
+    statuses = [o.status for o in report.outcomes]
+    assert statuses == [OutcomeStatus.FAILED] * 3 + [OutcomeStatus.DELETED]
+    reasons = [o.reason or "" for o in report.failed]
+    assert "two different issues" in reasons[0]
+    assert "invalid source issue key" in reasons[1]
+    assert "unknown relationship 'blocks'" in reasons[2]
+    assert all(o.attempts == 0 for o in report.failed)
+    assert fake.stats.total == 2  # the GET and the DELETE of the good item: nothing for the bad
+    assert fake.links == {}
+
+    for i in range(3, 60):
+        fake.add_link(f"TEST-{i}", f"TEST-{i + 100}", "relates")
+    fake.token = "only-this-one"
+    fake.stats.reset()
+    async with connect(url) as client:
+        report = await client.links.bulk_delete(
+            [(f"TEST-{i}", f"TEST-{i + 100}", "relates") for i in range(3, 60)]
+        )
+    assert fake.stats.total == 1  # one 401, the rest skipped
+    assert report.counts()["skipped"] == 56
+    assert len(fake.links) == 57
+
+
 # --- in process -------------------------------------------------------------------------------
 
 

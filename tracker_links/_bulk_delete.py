@@ -8,32 +8,30 @@ the source's links, shared by the items of one issue that come close together in
 (:class:`Listings`), and one safe ``DELETE`` (:attr:`Ops.delete`) per link found. Nothing but
 the links asked for is ever deleted.
 
-The shape is that of ``_bulk_create``: the input is read lazily by one worker per slot of the
-client's concurrency, the first item goes alone (a bad token costs one request), bad items
-fail before any request, repeats (the same link in either spelling) share the first one's
-outcome, and a journal makes a re-run send nothing for what is done.
+Both engines are runs of :class:`_bulk_engine.BulkRun`: the input is read lazily, here by two
+workers per slot of the client's concurrency (one may wait for a listing another one reads;
+the client's limiter keeps the requests in flight to its ``max_concurrency``), the first item
+goes alone (a bad token costs one request), bad items fail before any request, repeats (the
+same link in either spelling) share the first one's outcome, and a journal makes a re-run
+send nothing for what is done.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
-import anyio
 import attrs
-from anyio.abc import ObjectSendStream
 
-from ._bulk_create import FORBIDDEN_LIMIT, UNREACHED_LIMIT
+from ._bulk_engine import BulkRun, Emit, line_of, report, streamed
 from ._delete_journal import DeleteJournal, identity
-from ._exceptions import AuthError, InvalidInputError, TrackerError, TransportError
+from ._exceptions import InvalidInputError, TrackerError
 from ._listings import Listing, Listings
 from ._models import Link, LinkSpec, Relationship, validate_key, validate_link_id
 from ._ops import Ops
 from ._reports import BulkReport, Outcome, OutcomeStatus
-from ._streams import Stream, length, reading, stream
-from ._transport import Slots
+from ._streams import Stream, length
 
 __all__ = [
     "BadItem",
@@ -45,11 +43,10 @@ __all__ = [
     "delete_many",
 ]
 
-logger: Final = logging.getLogger("tracker_links")
-
 # Listings kept for the items of one issue that come close together (per slot of concurrency).
 _LISTINGS_PER_SLOT: Final = 4
 _MIN_LISTINGS: Final = 256
+_WORKERS_PER_SLOT: Final = 2
 
 
 def _link_id(value: int | str | None) -> str | None:
@@ -112,69 +109,35 @@ def between(links: Iterable[Link], target: str, relationship: Relationship | Non
 _Job = tuple[bytes, LinkToDelete, int, int | None]
 
 
-class _DeleteRun:
+class _DeleteRun(BulkRun[DeleteInput, _Job]):
     """One bulk delete: reads the input, fans out, and hands each outcome to ``emit``."""
 
-    def __init__(
-        self,
-        ops: Ops,
-        emit: Callable[[Outcome], Awaitable[None]],
-        journal: DeleteJournal | None,
-    ) -> None:
+    what = "delete"
+    found_status = OutcomeStatus.ABSENT
+
+    def __init__(self, ops: Ops, emit: Emit, journal: DeleteJournal | None) -> None:
+        # Twice as many workers as the client's slots: a worker waiting for a listing another
+        # one is reading holds no slot, and the client's limiter still lets only
+        # ``concurrency`` requests run at once.
+        super().__init__(ops, emit, _WORKERS_PER_SLOT * ops.concurrency)
         self.delete_one = ops.delete
-        self.emit_outcome = emit
         self.journal = journal
-        self.concurrency = ops.concurrency
         self.listings = Listings(ops.get, max(_MIN_LISTINGS, _LISTINGS_PER_SLOT * ops.concurrency))
-        # Finished items: identity -> index of the item that was sent (``~index`` if it
-        # failed); those in flight, with the repeats waiting for them.
-        self.finished: dict[bytes, int] = {}
+        # The items in flight, with the repeats waiting for them.
         self.waiting: dict[bytes, list[tuple[int, LinkToDelete, int | None]]] = {}
         self.judge = ops.judge
-        self.stopped: TrackerError | None = None
-        self.why_stopped = ""
-        # As in the create engine: a 401 stops the batch, and so do first items that were all
-        # unreachable, or all refused with 403 (a wrong organization).
-        self.unreached_limit = min(UNREACHED_LIMIT, self.concurrency)
-        self.unreached = 0
-        self.forbidden = 0
-        self.reached = False
-        self.allowed = False
-        self.index = -1
-        self.exhausted = False
-        self.input_error: Exception | None = None
 
     async def emit(self, outcome: Outcome, by_id: str | None = None) -> None:
         if self.journal is not None:
             self.journal.write(outcome, by_id)
         await self.emit_outcome(outcome)
 
-    async def run(self, items: Iterable[DeleteInput] | AsyncIterable[DeleteInput]) -> None:
-        async with reading(items) as source:
-            job = await self._next_job(source)
-            if job is not None:
-                await self._delete(job)  # alone: a bad token costs one request
-                read_lock = Slots(1)
-                async with anyio.create_task_group() as tg:
-                    for _ in range(self.concurrency):
-                        tg.start_soon(self._worker, source, read_lock)
-        if self.input_error is not None:
-            raise self.input_error
-
-    async def _worker(self, source: AsyncIterator[DeleteInput], read_lock: Slots) -> None:
-        while True:
-            async with read_lock:
-                job = await self._next_job(source)
-            if job is None:
-                return
-            await self._delete(job)
-
     def _read(self, item: object) -> LinkToDelete | BadItem:
         if type(item) is LinkSpec:
             return LinkToDelete(item)
         if isinstance(item, (LinkToDelete, BadItem)):
             return item
-        line = _line_of(item) if isinstance(item, Mapping) else None
+        line = line_of(item) if isinstance(item, Mapping) else None
         try:
             return LinkToDelete(LinkSpec.coerce(item), line=line)  # type: ignore[arg-type]
         except InvalidInputError as exc:
@@ -182,93 +145,53 @@ class _DeleteRun:
         except Exception as exc:  # a spec whose fields are not even strings
             return BadItem(item, f"cannot read a link spec from {item!r}: {exc}", line)
 
-    async def _next_job(self, source: AsyncIterator[DeleteInput]) -> _Job | None:
-        """Read input until an item needs a request; settle the others (bad, repeats, done)."""
-        while not self.exhausted:
-            try:
-                item = await source.__anext__()
-            except StopAsyncIteration:
-                self.exhausted = True
-                break
-            except Exception as exc:  # the input failed: finish what is in flight, then raise
-                self.exhausted = True
-                self.input_error = exc
-                break
-            self.index += 1
-            index = self.index
-            read = self._read(item)
-            if isinstance(read, BadItem):
-                error = InvalidInputError(read.reason)
-                await self.emit(
-                    Outcome(
-                        read.raw, OutcomeStatus.FAILED, error=error, index=index, line=read.line
-                    )
-                )
-                continue
-            line = read.line
-            if self.stopped is not None:
-                await self.emit(self._skipped(read, index, line), read.link_id)
-                continue
-            key = identity(read.spec, read.link_id)
-            if await self._repeat(key, read, index, line):
-                continue
-            self.waiting[key] = []
-            return key, read, index, line
-        return None
-
-    async def _repeat(self, key: bytes, item: LinkToDelete, index: int, line: int | None) -> bool:
-        """Handle an item whose link is done, in flight, or in the journal."""
-        spec = item.spec
+    async def _take(self, item: object, index: int) -> _Job | None:
+        """The job for one input item; bad items, repeats and what is done are settled here."""
+        read = self._read(item)
+        if isinstance(read, BadItem):
+            error = InvalidInputError(read.reason)
+            await self.emit(
+                Outcome(read.raw, OutcomeStatus.FAILED, error=error, index=index, line=read.line)
+            )
+            return None
+        line = read.line
+        spec = read.spec
+        if self.stopped is not None:
+            await self.emit(self._skipped(spec, index, line), read.link_id)
+            return None
+        key = identity(spec, read.link_id)
+        # A link done, in flight, or in the journal is not deleted again.
         if self.journal is not None and key in self.journal.done:
             note = "already done in the journal; not sent"
             await self.emit_outcome(
                 Outcome(spec, OutcomeStatus.ABSENT, index=index, note=note, line=line)
             )
-            return True
+            return None
         first = self.finished.get(key)
         if first is not None:
-            await self.emit(self._copy_of(spec, index, line, first), item.link_id)
-            return True
+            await self.emit(self._copy_of(spec, index, line, first), read.link_id)
+            return None
         waiters = self.waiting.get(key)
         if waiters is not None:
-            waiters.append((index, item, line))
-            return True
-        return False
+            waiters.append((index, read, line))
+            return None
+        self.waiting[key] = []
+        return key, read, index, line
 
-    def _copy_of(self, spec: LinkSpec, index: int, line: int | None, first: int) -> Outcome:
-        if first >= 0:
-            note = f"same link as input item {first}"
-            return Outcome(
-                spec, OutcomeStatus.ABSENT, index=index, note=note, repeat_of=first, line=line
-            )
-        err = TrackerError(f"same link as input item {~first}, which failed")
-        return Outcome(
-            spec, OutcomeStatus.FAILED, error=err, index=index, repeat_of=~first, line=line
-        )
-
-    def _skipped(self, item: LinkToDelete, index: int, line: int | None) -> Outcome:
-        note = f"not attempted: the batch stopped after {type(self.stopped).__name__}"
-        if self.why_stopped:
-            note += f" ({self.why_stopped})"
-        return Outcome(item.spec, OutcomeStatus.SKIPPED, index=index, note=note, line=line)
-
-    async def _delete(self, job: _Job) -> None:
+    async def _settle(self, job: _Job) -> None:
         key, item, index, line = job
         if self.stopped is not None:
-            outcome = self._skipped(item, index, line)
+            outcome = self._skipped(item.spec, index, line)
         else:
             outcome = await self._attempt(item, index, line)
         waiters = self.waiting.pop(key, [])
-        self.finished[key] = index if outcome.ok else ~index
+        self.finished[key] = first = index if outcome.ok else ~index
         await self.emit(outcome, item.link_id)
         for i, other, ln in waiters:
             if outcome.status is OutcomeStatus.SKIPPED:
-                await self.emit(self._skipped(other, i, ln), other.link_id)
+                await self.emit(self._skipped(other.spec, i, ln), other.link_id)
             else:
-                await self.emit(
-                    self._copy_of(other.spec, i, ln, index if outcome.ok else ~index),
-                    other.link_id,
-                )
+                await self.emit(self._copy_of(other.spec, i, ln, first), other.link_id)
 
     async def _attempt(self, item: LinkToDelete, index: int, line: int | None) -> Outcome:
         spec = item.spec
@@ -276,13 +199,10 @@ class _DeleteRun:
         deleted: list[Link] = []
         try:
             listing = await self.listings.of(spec.source)
-            attempts = 1
             found, why = await self._found(item, listing)
             if not found:
                 self._observe(None)
-                return Outcome(
-                    spec, OutcomeStatus.ABSENT, attempts=1, index=index, line=line, note=why
-                )
+                return Outcome(spec, OutcomeStatus.ABSENT, index=index, line=line, note=why)
             for link in found:
                 done, sent = await self.delete_one(spec.source, link.id)
                 attempts += sent
@@ -346,44 +266,10 @@ class _DeleteRun:
             return [], f"there before the interrupted create ({how}): not deleted"
         return made, ""
 
-    def _observe(self, exc: TrackerError | None) -> None:
-        """Stop the batch on a 401, or when its first items show that none can succeed."""
-        if self.stopped is not None:
-            return
-        status = exc.status_code if exc is not None else 200
-        if isinstance(exc, AuthError) and status != 403:
-            self._stop(exc, "")
-            return
-        if isinstance(exc, TransportError) and exc.connect_failed:
-            if not self.reached:
-                self.unreached += 1
-                if self.unreached >= self.unreached_limit:
-                    n = self.unreached
-                    self._stop(exc, f"the service could not be reached for the first {n} items")
-            return
-        self.reached = True
-        if status == 403 and exc is not None:
-            if not self.allowed:
-                self.forbidden += 1
-                if self.forbidden >= FORBIDDEN_LIMIT:
-                    self._stop(exc, f"the first {self.forbidden} items were all refused with 403")
-        elif status is not None:
-            self.allowed = True
-
-    def _stop(self, exc: TrackerError, why: str) -> None:
-        self.stopped = exc
-        self.why_stopped = why
-        logger.error("bulk delete stopped: %s%s", exc, f" ({why})" if why else "")
-
 
 def _relation(link: Link) -> str:
     rel = link.relationship
     return rel.value if rel is not None else f"a link of type {link.type.id!r} to"
-
-
-def _line_of(item: Mapping[str, object]) -> int | None:
-    line = item.get("line")
-    return line if isinstance(line, int) and not isinstance(line, bool) else None
 
 
 async def bulk_delete(
@@ -395,23 +281,7 @@ async def bulk_delete(
     total: int | None = None,
 ) -> BulkReport:
     total = length(items) if total is None else total
-    outcomes: list[Outcome] = []
-    clock = ops.clock
-    started = clock()
-
-    async def collect(outcome: Outcome) -> None:
-        outcomes.append(outcome)
-        if on_progress is not None:
-            on_progress(len(outcomes), total, outcome)
-
-    jr = DeleteJournal(journal) if journal is not None else None
-    try:
-        await _DeleteRun(ops, collect, jr).run(items)
-    finally:
-        if jr is not None:
-            jr.close()
-    outcomes.sort(key=lambda o: o.index)
-    return BulkReport(outcomes, elapsed=clock() - started)
+    return await report(ops, _starter(ops, items), DeleteJournal, journal, total, on_progress)
 
 
 def delete_many(
@@ -420,12 +290,10 @@ def delete_many(
     *,
     journal: str | os.PathLike[str] | None = None,
 ) -> Stream[Outcome]:
-    async def produce(send: ObjectSendStream[Outcome]) -> None:
-        jr = DeleteJournal(journal) if journal is not None else None
-        try:
-            await _DeleteRun(ops, send.send, jr).run(items)
-        finally:
-            if jr is not None:
-                jr.close()
+    return streamed(ops, _starter(ops, items), DeleteJournal, journal)
 
-    return stream(produce, ops.concurrency)
+
+def _starter(
+    ops: Ops, items: Iterable[DeleteInput] | AsyncIterable[DeleteInput]
+) -> Callable[[Emit, DeleteJournal | None], Awaitable[None]]:
+    return lambda emit, journal: _DeleteRun(ops, emit, journal).run(items)

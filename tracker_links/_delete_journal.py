@@ -15,12 +15,37 @@ from typing import IO
 from ._models import LinkSpec, validate_link_id
 from ._reports import Outcome
 
-__all__ = ["DeleteJournal", "identity"]
+__all__ = ["DeleteJournal", "identity", "read_removed"]
 
 
 def identity(spec: LinkSpec, link_id: str | None) -> bytes:
     """An item's identity: the link's digest (either spelling), and its id when by id."""
     return spec.digest if link_id is None else spec.digest + b"#" + link_id.encode()
+
+
+def read_removed(path: str | os.PathLike[str]) -> tuple[set[bytes], bool]:
+    """The identities a delete journal records as done (``deleted`` or ``absent``), and
+    whether its last line is torn. A missing file is an empty journal."""
+    done: set[bytes] = set()
+    torn = False
+    try:
+        f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except FileNotFoundError:
+        return done, torn
+    with f:
+        for line in f:
+            torn = not line.endswith("\n")
+            try:
+                data = json.loads(line)
+                if data.get("status") not in ("deleted", "absent"):
+                    continue
+                spec = LinkSpec(data["source"], data["target"], data["relationship"])
+                by_id = data.get("by_id")
+                key = identity(spec, None if by_id is None else validate_link_id(by_id))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            done.add(key)
+    return done, torn
 
 
 class DeleteJournal:
@@ -33,26 +58,7 @@ class DeleteJournal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = path
-        self.done: set[bytes] = set()
-        torn = False
-        try:
-            f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-        except FileNotFoundError:
-            pass
-        else:
-            with f:
-                for line in f:
-                    torn = not line.endswith("\n")
-                    try:
-                        data = json.loads(line)
-                        if data.get("status") not in ("deleted", "absent"):
-                            continue
-                        spec = LinkSpec(data["source"], data["target"], data["relationship"])
-                        by_id = data.get("by_id")
-                        key = identity(spec, None if by_id is None else validate_link_id(by_id))
-                    except (ValueError, KeyError, TypeError, AttributeError):
-                        continue
-                    self.done.add(key)
+        self.done, torn = read_removed(path)
         self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
         if torn:
             self._file.write("\n")

@@ -43,13 +43,15 @@ class OutcomeStatus(enum.Enum):
 
 @attrs.frozen
 class Outcome:
-    """The result for one input item of :meth:`LinkService.bulk_create` / ``create_many``.
+    """The result for one input item of :meth:`LinkService.bulk_create` / ``create_many`` (or
+    of ``bulk_delete`` / ``delete_many`` / ``undo``).
 
     ``spec`` is the :class:`LinkSpec`, or the raw input item when it could not be read as one
     (then ``error`` is an :class:`InvalidInputError`). ``link`` is the created or existing link
-    when the service returned it. ``attempts`` counts the POSTs sent for this item (0 when none
-    was needed). ``index`` is the item's position in the input (0-based); ``line`` is its line
-    number when the caller gave one (an input item that is a mapping with a ``"line"`` key).
+    when the service returned it (for a delete: the link deleted). ``attempts`` counts the POSTs
+    (for a delete, the DELETEs) sent for this item (0 when none was needed). ``index`` is the
+    item's position in the input (0-based); ``line`` is its line number when the caller gave one
+    (an input item that is a mapping with a ``"line"`` key).
     ``repeat_of`` is the ``index`` of the earlier input item this one repeats (the same link,
     in either spelling), whose outcome it shares; ``None`` when it is not a repeat.
     ``verified_by`` is set when the outcome rests on a check instead of the service's answer:

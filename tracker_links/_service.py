@@ -12,13 +12,14 @@ from typing import Any, Final, TypeVar
 from . import _bulk_delete, _protocol
 from ._bulk_calls import BulkCalls
 from ._converter import structure_link, structure_link_types, structure_links
-from ._exceptions import AuthError, ConflictError, InvalidInputError, NotFoundError, TrackerError
+from ._exceptions import AuthError, ConflictError, InvalidInputError, TrackerError
 from ._finding import Finder
 from ._history import clone_refused, import_forbidden, judge_import
 from ._models import CLONE_RELATIONSHIPS, Link, LinkSpec, LinkType, Relationship
 from ._moves import Aliases
 from ._ops import Created, Ops, Unresolved
 from ._provenance import Provenance
+from ._safe_delete import safe_delete
 from ._transport import Response, Transport, UncertainError
 
 __all__ = ["LinkService"]
@@ -268,54 +269,9 @@ class LinkService(BulkCalls):
     async def _delete(
         self, issue: str, link_id: int | str, missing_ok: bool = False
     ) -> tuple[bool, int]:
-        """The safe delete: whether this call deleted the link, and the DELETEs it sent.
-
-        With ``missing_ok``, a 404 to the first attempt returns ``(False, 1)`` instead of
-        raising (the link is not there; the caller has just listed the issue).
-        """
+        """The safe delete (:func:`_safe_delete.safe_delete`): deleted by this call, DELETEs."""
         req = _protocol.delete_link(issue, link_id, self._version)
-        wanted = str(link_id)
-        transport = self._transport
-        retry = transport.retry
-        uncertain = False
-        attempts = 0
-        started = transport.clock()
-        while True:
-            attempts += 1
-            try:
-                await transport.send(req, retry_uncertain=False)
-            except UncertainError as exc:
-                # The DELETE may have been applied: look before sending it again.
-                uncertain = True
-                delay = retry.next_delay(
-                    attempts, transport.clock() - started, None, transport.rand
-                )
-                if delay is not None:
-                    logger.warning(
-                        "delete link %s of %s: outcome unknown (%s); checking before a retry",
-                        wanted,
-                        issue,
-                        exc.cause,
-                    )
-                    await transport.sleep(delay)
-                if all(str(link.id) != wanted for link in await self.get(issue)):
-                    return True, attempts  # the attempt landed
-                if delay is None:
-                    cause = exc.cause
-                    if attempts > 1:
-                        cause.message = f"{cause.message} (after {attempts} attempts)"
-                    raise cause from None
-                continue
-            except NotFoundError:
-                if uncertain:
-                    # An earlier attempt landed, unless the issue itself is gone (then the
-                    # read raises NotFoundError).
-                    await self.get(issue)
-                    return True, attempts
-                if missing_ok:
-                    return False, attempts
-                raise
-            return True, attempts
+        return await safe_delete(self._transport, self.get, req, issue, link_id, missing_ok)
 
     async def _delete_if_there(self, issue: str, link_id: int | str) -> tuple[bool, int]:
         return await self._delete(issue, link_id, missing_ok=True)

@@ -70,6 +70,8 @@ async def plan(
 ) -> Plan:
     """Read the scope (the issues ``search`` finds, if given, and those ``desired`` names)."""
     managed_relationships(relationships)  # bad values fail before any request
+    if not isinstance(prune, bool):  # "no" is truthy: a delete must be asked for with True
+        raise InvalidInputError(f"prune must be True or False, got {prune!r}")
     issues = _bulk_read.queue_links(ops, search) if search is not None else None
     items = await _desired_items(desired)
     current: list[IssueLinks] = []

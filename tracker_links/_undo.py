@@ -35,7 +35,7 @@ from ._models import LinkSpec
 from ._ops import Ops
 from ._reports import BulkReport, Outcome
 
-__all__ = ["UndoItems", "read_undo", "undo"]
+__all__ = ["UndoItems", "check_journals", "read_undo", "undo"]
 
 logger: Final = logging.getLogger("tracker_links")
 
@@ -134,6 +134,17 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
+def check_journals(
+    journal_path: str | os.PathLike[str], journal: str | os.PathLike[str] | None
+) -> UndoItems:
+    """The items of undoing ``journal_path``, once both paths are checked (before any request)."""
+    if journal is not None and _same_file(journal, journal_path):
+        raise InvalidInputError(
+            "the undo's own journal must be another file than the journal it undoes"
+        )
+    return read_undo(journal_path)
+
+
 async def undo(
     ops: Ops,
     journal_path: str | os.PathLike[str],
@@ -141,10 +152,6 @@ async def undo(
     journal: str | os.PathLike[str] | None = None,
     on_progress: Callable[[int, int | None, Outcome], object] | None = None,
 ) -> BulkReport:
-    if journal is not None and _same_file(journal, journal_path):
-        raise InvalidInputError(
-            "the undo's own journal must be another file than the journal it undoes"
-        )
-    items = read_undo(journal_path)
+    items = check_journals(journal_path, journal)
     total = items.count() if on_progress is not None else None
     return await bulk_delete(ops, items, on_progress=on_progress, journal=journal, total=total)

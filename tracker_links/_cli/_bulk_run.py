@@ -8,7 +8,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, TextIO
 
 import attrs
@@ -86,6 +86,7 @@ class _BulkSink:
         self.overflow: TextIO | None = None
         self.overflow_path: str | None = None
         self.auth: TrackerError | None = None
+        self._forbidden: TrackerError | None = None
         self.lines: array[int] = array("Q")  # line number of the spec passed at each index
         self.moved: dict[str, str] = {}  # moved issues seen: old key -> new key
 
@@ -118,8 +119,19 @@ class _BulkSink:
         if not outcome.ok:
             reason = record.get("reason") or record.get("note") or outcome.status.value
             shown = f"line {line}: {spec_text(outcome.spec)}: {reason}"
-        if isinstance(outcome.error, AuthError) and self.auth is None:
-            self.auth = outcome.error
+        if self.auth is None:
+            # A 401 stops the batch; a 403 stops it only when its first items were all refused
+            # (a wrong organization): one forbidden queue fails its own items, the rest go on.
+            error = outcome.error
+            if isinstance(error, AuthError):
+                if error.status_code == 403:
+                    self._forbidden = self._forbidden or error
+                else:
+                    self.auth = error
+            elif outcome.status is OutcomeStatus.SKIPPED and "after AuthError" in (
+                outcome.note or ""
+            ):
+                self.auth = self._forbidden
         if outcome.moved:
             self._moved(outcome.moved)
         self._add(outcome.status, record, line, shown)
@@ -207,6 +219,73 @@ def check_writable(path: str, what: str) -> None:
         raise UsageError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
 
 
+def _open_report(report: str | None) -> TextIO | None:
+    """The report file, open for writing; exit 2 now when it cannot be."""
+    if report is None:
+        return None
+    try:
+        # Opening a local file is quick: not worth a worker thread.
+        return open(report, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+
+
+def _result(
+    sink: _BulkSink,
+    elapsed: float,
+    report: str | None,
+    journal: str | None,
+    *,
+    lines: LineCount | None,
+    interrupted: bool,
+    statuses: tuple[str, ...],
+    bad_lines: int = 0,
+    moved: dict[str, str] | None = None,
+) -> BulkResult:
+    """What a bulk run did, from what its sink saw."""
+    return BulkResult(
+        counts=sink.counts,
+        items=sink.items,
+        bad_lines=bad_lines,
+        problems=sink.problems,
+        shown=sorted(sink.shown),
+        elapsed=elapsed,
+        auth=sink.auth,
+        problems_path=report if report is not None else sink.overflow_path,
+        report_path=report,
+        journal=journal,
+        lines=lines,
+        interrupted=interrupted,
+        statuses=statuses,
+        moved={} if moved is None else moved,
+    )
+
+
+async def _into_sink(
+    ui: UI,
+    client: TrackerClient,
+    description: str,
+    total: int | None,
+    statuses: tuple[str, ...],
+    report_file: TextIO | None,
+    send: Callable[[_BulkSink], Awaitable[None]],
+) -> tuple[_BulkSink, float, bool]:
+    """Run ``send`` into a sink under a progress bar, Ctrl-C ending it (the report then says
+    it is partial): the sink, the seconds it took, and whether it was interrupted."""
+    with Progress(ui, description, total, statuses, service=service_counts(client)) as progress:
+        sink = _BulkSink(progress, report_file)
+        started = time.perf_counter()
+        try:
+            async with interruptible() as interrupt:
+                await send(sink)
+        finally:
+            sink.close()
+        elapsed = time.perf_counter() - started
+    if report_file is not None and interrupt.interrupted:
+        report_file.write(json.dumps(PARTIAL) + "\n")
+    return sink, elapsed, interrupt.interrupted
+
+
 async def bulk_link(
     ui: UI,
     client: TrackerClient,
@@ -224,47 +303,31 @@ async def bulk_link(
     """
     if journal is not None:
         check_writable(journal, "journal")
-    report_file: TextIO | None = None
-    if report is not None:
-        try:
-            # Opening a local file is quick: not worth a worker thread.
-            report_file = open(report, "w", encoding="utf-8")  # noqa: SIM115, ASYNC230
-        except OSError as exc:
-            raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
+    report_file = _open_report(report)
     try:
         with open_input(path) as stream:
             data = read_rows(stream, fmt, "stdin" if path == "-" else path)
             total = count_items(path, data.fmt) if ui.live else None
             counters = DELETE_STATUSES if delete else CREATE_STATUSES
-            service = service_counts(client)
-            with Progress(ui, description, total, counters, service=service) as progress:
-                sink = _BulkSink(progress, report_file)
-                started = time.perf_counter()
-                try:
-                    async with interruptible() as interrupt:
-                        await _bulk_send(client, data.rows, sink, journal, delete=delete)
-                finally:
-                    sink.close()
-                elapsed = time.perf_counter() - started
-        if report_file is not None and interrupt.interrupted:
-            report_file.write(json.dumps(PARTIAL) + "\n")
+
+            async def send(sink: _BulkSink) -> None:
+                await _bulk_send(client, data.rows, sink, journal, delete=delete)
+
+            sink, elapsed, interrupted = await _into_sink(
+                ui, client, description, total, counters, report_file, send
+            )
     finally:
         if report_file is not None:
             report_file.close()
-    return BulkResult(
-        counts=sink.counts,
-        items=sink.items,
-        bad_lines=sink.bad_lines,
-        problems=sink.problems,
-        shown=sorted(sink.shown),
-        elapsed=elapsed,
-        auth=sink.auth,
-        problems_path=report if report is not None else sink.overflow_path,
-        report_path=report,
-        journal=journal,
+    return _result(
+        sink,
+        elapsed,
+        report,
+        journal,
         lines=data.count,
-        interrupted=interrupt.interrupted,
+        interrupted=interrupted,
         statuses=counters,
+        bad_lines=sink.bad_lines,
         moved=sink.moved,
     )
 
@@ -283,45 +346,29 @@ async def undo_run(
             total = read_undo(path).count()
         except InvalidInputError as exc:
             raise UsageError(exc.message) from None
-    report_file: TextIO | None = None
-    if report is not None:
-        try:
-            report_file = open(report, "w", encoding="utf-8")  # noqa: SIM115, ASYNC230
-        except OSError as exc:
-            raise UsageError(f"cannot write the report {report}: {exc.strerror or exc}") from None
-    service = service_counts(client)
+    report_file = _open_report(report)
+
+    async def send(sink: _BulkSink) -> None:
+        await client.links.undo(
+            path, journal=journal, on_progress=lambda _d, _t, o: sink.outcome(o)
+        )
+
     try:
-        with Progress(ui, "undoing", total, DELETE_STATUSES, service=service) as progress:
-            sink = _BulkSink(progress, report_file)
-            started = time.perf_counter()
-            try:
-                async with interruptible() as interrupt:
-                    await client.links.undo(
-                        path, journal=journal, on_progress=lambda _d, _t, o: sink.outcome(o)
-                    )
-            except InvalidInputError as exc:
-                raise UsageError(exc.message) from None
-            finally:
-                sink.close()
-            elapsed = time.perf_counter() - started
-        if report_file is not None and interrupt.interrupted:
-            report_file.write(json.dumps(PARTIAL) + "\n")
+        sink, elapsed, interrupted = await _into_sink(
+            ui, client, "undoing", total, DELETE_STATUSES, report_file, send
+        )
+    except InvalidInputError as exc:
+        raise UsageError(exc.message) from None
     finally:
         if report_file is not None:
             report_file.close()
-    return BulkResult(
-        counts=sink.counts,
-        items=sink.items,
-        bad_lines=0,
-        problems=sink.problems,
-        shown=sorted(sink.shown),
-        elapsed=elapsed,
-        auth=sink.auth,
-        problems_path=report if report is not None else sink.overflow_path,
-        report_path=report,
-        journal=journal,
+    return _result(
+        sink,
+        elapsed,
+        report,
+        journal,
         lines=None,
-        interrupted=interrupt.interrupted,
+        interrupted=interrupted,
         statuses=DELETE_STATUSES,
     )
 
@@ -356,7 +403,8 @@ def print_bulk(
         _print_moved(ui, result.moved)
     if result.auth is not None:
         ui.out(f"authentication failed: {result.auth}")
-        ui.out(f"the batch stopped at the first 401/403; {CREDENTIALS_HINT}")
+        why = "a 401" if result.auth.status_code == 401 else "a 403 for each of its first items"
+        ui.out(f"the batch stopped on {why}; {CREDENTIALS_HINT}")
     if result.problems and not list_failures:
         ui.out(f"failures: the same {n(result.problems)} as above")
     elif result.problems:

@@ -15,6 +15,7 @@ from .._parser import EPILOG, add_command, usage
 from .._progress import Progress
 from .._setup import make_client, service_counts
 from .._setup import run as run_async
+from ._options import add_report
 
 __all__ = ["EXIT_STATUS", "apply_plan", "register", "run"]
 
@@ -58,12 +59,10 @@ def add_apply_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--journal",
         metavar="PATH",
-        help="append each outcome to PATH; a re-run with the same journal sends nothing for "
-        "what is done (resume after a crash)",
+        help="append each outcome to PATH; a re-run of the same plan with the same journal "
+        "sends nothing for what is done (resume after a crash); use a new file for a new plan",
     )
-    p.add_argument(
-        "--report", metavar="PATH", help="write one outcome per line (JSON Lines) to PATH"
-    )
+    add_report(p)
 
 
 def run(args: argparse.Namespace, ui: UI) -> int:

@@ -10,8 +10,9 @@ from .._output import UI
 from .._parser import add_command
 from .._setup import make_client
 from .._setup import run as run_async
+from ._options import add_format, add_report
 
-__all__ = ["add_file_options", "register", "run"]
+__all__ = ["add_file_options", "register", "run", "run_file"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,19 +41,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def add_file_options(p: argparse.ArgumentParser, sent: str) -> None:
     """FILE, --format, --journal, --report and --dry-run (bulk-link, bulk-unlink)."""
     p.add_argument("file", metavar="FILE", help="the input file, or - for stdin")
-    p.add_argument(
-        "--format", choices=("auto", "csv", "jsonl"), default="auto",
-        help="the input format (default: auto, from the first line)",
-    )  # fmt: skip
+    add_format(p, "input format")
     p.add_argument(
         "--journal",
         metavar="PATH",
         help="append each outcome to PATH; a re-run with the same journal sends nothing for "
         "what is done (resume after a crash)",
     )
-    p.add_argument(
-        "--report", metavar="PATH", help="write one outcome per line (JSON Lines) to PATH"
-    )
+    add_report(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -62,15 +58,27 @@ def add_file_options(p: argparse.ArgumentParser, sent: str) -> None:
 
 
 def run(args: argparse.Namespace, ui: UI) -> int:
+    return run_file(args, ui)
+
+
+def run_file(args: argparse.Namespace, ui: UI, *, delete: bool = False) -> int:
+    """bulk-link (``delete``: bulk-unlink) of ``args.file``, or its dry run; the exit status."""
     if args.dry_run:
-        return dry_run(ui, args)
+        return dry_run(ui, args, delete=delete)
 
     async def send() -> BulkResult:
         async with make_client(args) as client:
             return await bulk_link(
-                ui, client, args.file, fmt=args.format, journal=args.journal, report=args.report
+                ui,
+                client,
+                args.file,
+                fmt=args.format,
+                journal=args.journal,
+                report=args.report,
+                description="unlinking" if delete else "linking",
+                delete=delete,
             )
 
     result: BulkResult = run_async(send)
-    print_bulk(ui, result)
+    print_bulk(ui, result, title="bulk-unlink" if delete else "bulk-link")
     return bulk_exit(result)

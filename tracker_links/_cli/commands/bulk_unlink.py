@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .._bulk_run import BulkResult, bulk_exit, bulk_link, print_bulk
-from .._dry_run import dry_run
 from .._output import UI
 from .._parser import add_command
-from .._setup import make_client
-from .._setup import run as run_async
-from .bulk_link import add_file_options
+from .bulk_link import add_file_options, run_file
 
 __all__ = ["register", "run"]
 
@@ -32,22 +28,4 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace, ui: UI) -> int:
-    if args.dry_run:
-        return dry_run(ui, args, delete=True)
-
-    async def send() -> BulkResult:
-        async with make_client(args) as client:
-            return await bulk_link(
-                ui,
-                client,
-                args.file,
-                fmt=args.format,
-                journal=args.journal,
-                report=args.report,
-                description="unlinking",
-                delete=True,
-            )
-
-    result: BulkResult = run_async(send)
-    print_bulk(ui, result, title="bulk-unlink")
-    return bulk_exit(result)
+    return run_file(args, ui, delete=True)

@@ -17,6 +17,7 @@ from .._output import UI, clip, n
 from .._parser import EPILOG, add_command, usage
 from .._setup import make_client
 from .._setup import run as run_async
+from ._options import add_format
 from .apply import add_apply_options, apply_plan
 
 __all__ = ["EXIT_CHANGES", "register", "run"]
@@ -61,10 +62,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("desired", metavar="DESIRED", help="the desired links (CSV/JSONL), - for stdin")
     p.add_argument("--queue", metavar="QUEUE", help="the scope: the issues of this queue")
     p.add_argument("--query", metavar="QUERY", help="the scope: the issues this query finds")
-    p.add_argument(
-        "--format", choices=("auto", "csv", "jsonl"), default="auto",
-        help="the format of DESIRED (default: auto, from the first line)",
-    )  # fmt: skip
+    add_format(p, "format of DESIRED")
     p.add_argument(
         "--relationships",
         metavar="LIST",

@@ -10,6 +10,7 @@ from .._output import UI
 from .._parser import add_command
 from .._setup import make_client
 from .._setup import run as run_async
+from ._options import add_report
 
 __all__ = ["register", "run"]
 
@@ -33,9 +34,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="UNDO_JOURNAL",
         help="append each outcome of this undo to UNDO_JOURNAL (resume after a crash)",
     )
-    p.add_argument(
-        "--report", metavar="PATH", help="write one outcome per line (JSON Lines) to PATH"
-    )
+    add_report(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
