@@ -391,6 +391,9 @@ def test_a_failed_probe_above_a_known_in_flight_cap_holds_no_one_back() -> None:
     assert gate.cooldown_until == pytest.approx(1.1)
     assert gate.epoch == epoch
     assert gate.delay(10.4) == 0.0
+    # A cap that proved real is probed four times less often: next after 40 s, not 10.
+    assert window.current(10.4 + 39.0) == 10
+    assert window.current(10.4 + 40.5) == 11
     # A 429 that is not the cap's (fewer in flight than accepted ones had) still cools down.
     assert gate.on_rate_limited(now=11.0, sent_at=10.95, cooldown=1.0, inflight=5) is True
     assert gate.cooldown_until == pytest.approx(12.0)

@@ -288,7 +288,7 @@ class ConcurrencyWindow:
     seconds points at a concurrency cap: the window goes just under that level (an AIMD
     decrease). It grows back by one every ``grow_every`` seconds without such a 429, up to
     ``total`` (the client's ``max_concurrency``); each time a probe above the window fails
-    again, the probes come half as often (a cap that is real costs few 429s).
+    again, the probes come four times less often (a cap that is real costs few 429s).
     """
 
     __slots__ = (
@@ -338,7 +338,7 @@ class ConcurrencyWindow:
         self.reprobe = limit >= self._limit
         if self.reprobe:
             # The probe above the window failed again: probe less often.
-            self._grow_every = min(_MAX_GROW_EVERY, 2.0 * self._grow_every)
+            self._grow_every = min(_MAX_GROW_EVERY, 4.0 * self._grow_every)
         self._limit = limit
         self._cut_at = now
         return True
