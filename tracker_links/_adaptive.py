@@ -21,6 +21,10 @@ _SOON: Final = 2.0
 #: bound anyway): no power of a huge number is ever taken.
 _CUBIC_SPAN: Final = 600.0
 
+#: The least latency the capacity (``concurrency / latency``, the scale of the cubic climb)
+#: is computed with: a shorter one says nothing about what the service lets through.
+_LATENCY_FLOOR: Final = 0.04
+
 
 class AdaptiveRate:
     """Find a service's unpublished rate limit from its 429s, and settle just under it.
@@ -238,7 +242,12 @@ class AdaptiveRate:
         # over the latency) or saw accepted in a second: clients that share one limit without
         # knowing of each other then climb alike, and a small share grows back as fast as a
         # large one (as in TCP CUBIC, this makes them converge).
-        capacity = self.concurrency / self._latency if self._latency > 0.0 else 0.0
+        # Under ``_LATENCY_FLOOR`` the latency measures the loopback or this client's own CPU,
+        # not the service: the capacity would be thousands of requests/s, the climb back near
+        # instant and the probe above the plateau steep, so that a client with no latency and
+        # 64 in flight met a 429 (and its cool-down) every 4 s against a 200/s bucket.
+        latency = max(self._latency, _LATENCY_FLOOR)
+        capacity = self.concurrency / latency if self._latency > 0.0 else 0.0
         c = max(w, self._peak, min(capacity, self.max_rate)) * (1.0 - self.beta) / self.recover**3
         self._c = c
         self._c_probe = self._probe_scale(self._w_max, c)
