@@ -302,16 +302,20 @@ class _Canned(httpx.AsyncBaseTransport):
     """Answers every request at once with one recorded 201 from the fake, storing nothing.
 
     The fake's own in-process transport would keep every link it stores in this process, and
-    200,000 stored links would be counted as the client's memory.
+    200,000 stored links would be counted as the client's memory. The recorded link is put on
+    the request's own issues: a link on ``TEST-1`` to ``TEST-2`` answered for every pair would
+    tell the client that every issue had moved (its map of moves would grow by two a link).
     """
 
     def __init__(self, body: bytes) -> None:
-        self.body = body
+        self.head, rest = body.split(f"/issues/{QUEUE}-1/".encode(), 1)
+        self.parts = rest.split(f"{QUEUE}-2".encode())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            201, headers=[(b"content-type", b"application/json")], content=self.body
-        )
+        source = request.url.path.split("/")[3].encode()
+        target = json.loads(request.content)["issue"].encode()
+        body = self.head + b"/issues/" + source + b"/" + target.join(self.parts)
+        return httpx.Response(201, headers=[(b"content-type", b"application/json")], content=body)
 
 
 def _canned_body() -> bytes:
