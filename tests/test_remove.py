@@ -366,15 +366,21 @@ async def _read_while(listed: Any, issue: str, release: Any) -> Any:
     return await listed(issue)
 
 
-async def test_items_waiting_for_a_listing_being_read_are_set_aside(fake: FakeTracker) -> None:
-    # With two workers: one reads TEST-2's links (slowly); the other must not wait for it with
-    # TEST-2's other items, but set them aside and go on to TEST-3's, whose DELETE goes out
-    # while TEST-2's GET is still in flight. TEST-2's items then follow, from the listing read.
+def four_behind_one(fake: FakeTracker) -> list[LinkSpec]:
+    """A link of TEST-1, four of TEST-2, one of TEST-3, stored in ``fake``, as specs."""
     specs = [LinkSpec("TEST-1", "TEST-9", "relates")]
     specs += [LinkSpec("TEST-2", f"TEST-{10 + i}", "relates") for i in range(4)]
     specs += [LinkSpec("TEST-3", "TEST-20", "relates")]
     for s in specs:
         fake.add_link(s.source, s.target, "relates")
+    return specs
+
+
+async def test_items_waiting_for_a_listing_being_read_are_set_aside(fake: FakeTracker) -> None:
+    # With two workers: one reads TEST-2's links (slowly); the other must not wait for it with
+    # TEST-2's other items, but set them aside and go on to TEST-3's, whose DELETE goes out
+    # while TEST-2's GET is still in flight. TEST-2's items then follow, from the listing read.
+    specs = four_behind_one(fake)
     events: list[str] = []
     other_deleted = anyio.Event()
     async with client_for(fake, max_concurrency=2) as client:
@@ -407,11 +413,7 @@ async def test_items_waiting_for_a_listing_being_read_are_set_aside(fake: FakeTr
 
 
 async def test_items_set_aside_share_the_error_of_their_listing(fake: FakeTracker) -> None:
-    specs = [LinkSpec("TEST-1", "TEST-9", "relates")]
-    specs += [LinkSpec("TEST-2", f"TEST-{10 + i}", "relates") for i in range(4)]
-    specs += [LinkSpec("TEST-3", "TEST-20", "relates")]
-    for s in specs:
-        fake.add_link(s.source, s.target, "relates")
+    specs = four_behind_one(fake)
     other_deleted = anyio.Event()
     gets: list[str] = []
     async with client_for(fake, max_concurrency=2) as client:
