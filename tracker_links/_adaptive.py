@@ -270,10 +270,7 @@ class AdaptiveRate:
                 # Just above it: the limit is where it was. Refine between the two, and
                 # probe less often (each probe costs a cool-down).
                 self._hi = min(self._hi, sending)
-                # Not longer than half the time the limit has stayed put: one that just
-                # moved may move back.
-                longest = max(_HOLD, min(_MAX_HOLD, 0.5 * (now - self._stable)))
-                self._hold = min(longest, max(_HOLD, 2.0 * self._hold))
+                self._hold = self._longer_hold(now)
                 target = self._between()
             else:  # far above it: the limit rose; start the search over from what got through
                 self._hi = sending
@@ -286,6 +283,8 @@ class AdaptiveRate:
             # one that held just under the one refused was lucky: keep clear of it).
             self._hi = min(self._hi, sending)
             self._lo = min(lo, _CLEAR * sending)
+            if held > self._hold:  # a probe refused just above the plateau: probe less often
+                self._hold = self._longer_hold(now)
             self._decrease(now, self._between(), _PROBE_CUT, cooldown)
             return
         # On the climb back, or on a plateau that had held: the limit dropped (or other
@@ -298,6 +297,12 @@ class AdaptiveRate:
         if measured is not None and new < self.floor * measured:
             # Never below half of what the service has just accepted, for one 429.
             self._decrease(now, w, self.floor * measured / w, cooldown, plateau)
+
+    def _longer_hold(self, now: float) -> float:
+        """Twice the hold, but not longer than half the time the limit has stayed put (one
+        that just moved may move back)."""
+        longest = max(_HOLD, min(_MAX_HOLD, 0.5 * (now - self._stable)))
+        return min(longest, max(_HOLD, 2.0 * self._hold))
 
     def _between(self) -> float:
         """The next plateau, between the rate that held and the least one refused: halfway
