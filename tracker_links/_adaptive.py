@@ -25,6 +25,19 @@ _CUBIC_SPAN: Final = 600.0
 #: is computed with: a shorter one says nothing about what the service lets through.
 _LATENCY_FLOOR: Final = 0.04
 
+#: The flat part of the curve at the plateau, before the probe above it: at first, and at most
+#: (it doubles each time a probe fails just above the plateau: the limit is where it was).
+_HOLD: Final = 2.0
+_MAX_HOLD: Final = 40.0
+#: A probe refused this close above the plateau (relative): the limit has not moved.
+_NARROW: Final = 0.10
+#: After a probe fails, the rate restarts this much under the next plateau.
+_PROBE_CUT: Final = 0.97
+#: A probe refused above this (relative to the plateau) proves that the plateau held.
+_ABOVE: Final = 1.01
+#: The plateau keeps this clear of the least rate refused (relative).
+_CLEAR: Final = 0.99
+
 
 class AdaptiveRate:
     """Find a service's unpublished rate limit from its 429s, and settle just under it.
@@ -48,6 +61,14 @@ class AdaptiveRate:
        just accepted; the curve then flattens at ``plateau`` times that rate (just under the
        one that met the 429, so that the next 429 comes late: each costs a cool-down), and
        probes above it ``probe`` times as steeply as it climbed back.
+    4. The plateau is held ``hold`` seconds before the probe. A probe refused above the
+       plateau proves the plateau held: the limit lies between the two. While they are near
+       (the limit stayed put) the next plateau is halfway between the rate that held and the
+       least one refused (until within 1%), the rate restarts just under it, and the hold
+       doubles (up to 40 s, and half the time the limit has stayed put): on a steady limit
+       the cool-downs become rare. A 429 on the climb back or on a plateau that had held
+       means the limit dropped (or other clients took more of it): the cut of step 3, and
+       the search starts over with no hold.
 
     Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
     the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
@@ -59,11 +80,15 @@ class AdaptiveRate:
         "_burst",
         "_c",
         "_c_probe",
+        "_hi",
+        "_hold",
         "_k",
         "_latency",
+        "_lo",
         "_peak",
         "_since",
         "_slow_start",
+        "_stable",
         "_w_max",
         "beta",
         "concurrency",
@@ -118,6 +143,10 @@ class AdaptiveRate:
         self._c_probe = 0.0
         self._peak = 0.0
         self._latency = 0.0
+        self._hold = _HOLD
+        self._lo = 0.0
+        self._hi = math.inf
+        self._stable = 0.0
         self.concurrency = concurrency
         self.scale = 1.0
         """What this client's accepted answers are multiplied by to estimate everyone's (the
@@ -144,10 +173,14 @@ class AdaptiveRate:
         if self._slow_start:
             steps = min(since / self._STEP, self._steps_to_max(rate))
             return min(self.max_rate, rate * math.pow(self._GROWTH, steps))
-        # Through ``rate`` at 0 and ``w_max`` at ``k`` seconds, flat there, then faster.
-        t = min(since, _CUBIC_SPAN) - self._k
-        c = self._c if t < 0.0 else self._c_probe
-        value = self._w_max + c * (t * t * t)
+        # Through ``rate`` at 0 and ``w_max`` at ``k`` seconds, flat there for ``hold``
+        # seconds, then faster.
+        t = since - self._k
+        if t < 0.0:
+            value = self._w_max + self._c * (t * t * t)
+        else:
+            t = min(max(0.0, t - self._hold), _CUBIC_SPAN)
+            value = self._w_max + self._c_probe * (t * t * t)
         return min(self.max_rate, max(self.min_rate, value))
 
     @property
@@ -170,7 +203,7 @@ class AdaptiveRate:
         """The state that decides :meth:`current`, to share with other processes."""
         rate = -1.0 if self.rate is None else self.rate
         return [rate, self._since, float(self._slow_start), self._w_max, self._k, self._c,
-                self._burst, self._peak]  # fmt: skip
+                self._burst, self._peak, self._hold, self._lo, self._hi, self._stable]  # fmt: skip
 
     def restore(self, state: list[float]) -> None:
         """Take over a :meth:`snapshot` (of this or another process)."""
@@ -179,6 +212,8 @@ class AdaptiveRate:
         self._since, self._slow_start, self._w_max = since, bool(slow), w_max
         self._k, self._c, self._burst, self._peak = k, c, burst, peak
         self._c_probe = self._probe_scale(w_max, c)
+        if len(state) >= 12:
+            self._hold, self._lo, self._hi, self._stable = (float(x) for x in state[8:12])
 
     def measured(self, now: float, since: float) -> float | None:
         """The accepted rate over the last ``window`` seconds (not before ``since``), or
@@ -205,6 +240,7 @@ class AdaptiveRate:
             span = max(cooldown, 1.0)
             accepted, _ = self._count_since(max(resumed_at, now - span))
             self._burst = accepted
+            self._lo, self._hi, self._hold = 0.0, math.inf, _HOLD
             self.rate = self._bounded(accepted / span)
             self._slow_start = True
             self._since = now + cooldown
@@ -216,17 +252,63 @@ class AdaptiveRate:
             burst = min(self._burst, accepted / 4.0)
             limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
             self._slow_start = False
+            self._stable = now
             self._decrease(now, min(limit, sending), self.settle, cooldown)
             return
         measured = self.measured(now, resumed_at)
         w = sending if measured is None else min(sending, measured)
+        plateau = self.plateau
+        # How long the rate had been at (or over) the plateau when the refused one was sent.
+        held = sent_at - self._since - self._k
+        lo = self._lo
+        if held > self._hold and sending > self._w_max * _ABOVE:
+            # A probe above the plateau failed: the plateau held, the limit lies between it
+            # and the rate the probe reached. (Refused barely above it, the plateau may have
+            # been too high all along, only a bucket's burst letting it through for a while.)
+            lo = self._lo = self._w_max
+            if sending <= lo * (1.0 + _NARROW):
+                # Just above it: the limit is where it was. Refine between the two, and
+                # probe less often (each probe costs a cool-down).
+                self._hi = min(self._hi, sending)
+                self._hold = self._longer_hold(now)
+                target = self._between()
+            else:  # far above it: the limit rose; start the search over from what got through
+                self._hi = sending
+                self._hold = _HOLD
+                target = max(lo, plateau * w)
+            self._decrease(now, target, _PROBE_CUT, cooldown)
+            return
+        if lo > 0.0 and sending > lo * 1.001:
+            # A plateau above the one that held failed: the limit lies between the two (and
+            # one that held just under the one refused was lucky: keep clear of it).
+            self._hi = min(self._hi, sending)
+            self._lo = min(lo, _CLEAR * sending)
+            if held > self._hold:  # a probe refused just above the plateau: probe less often
+                self._hold = self._longer_hold(now)
+            self._decrease(now, self._between(), _PROBE_CUT, cooldown)
+            return
+        # On the climb back, or on a plateau that had held: the limit dropped (or other
+        # clients take more of it). What had held proves nothing any more, and a limit that
+        # moved may move back: probe again soon.
+        self._lo, self._hi, self._hold, self._stable = 0.0, math.inf, 0.0, now
         # Another 429 soon after resuming: the limit is well under the rate (it dropped).
         beta = self.beta if sent_at - resumed_at >= _SOON else self.beta * self.beta
-        plateau = self.plateau
         new = self._decrease(now, w, beta, cooldown, plateau)
         if measured is not None and new < self.floor * measured:
             # Never below half of what the service has just accepted, for one 429.
             self._decrease(now, w, self.floor * measured / w, cooldown, plateau)
+
+    def _longer_hold(self, now: float) -> float:
+        """Twice the hold, but not longer than half the time the limit has stayed put (one
+        that just moved may move back)."""
+        longest = max(_HOLD, min(_MAX_HOLD, 0.5 * (now - self._stable)))
+        return min(longest, max(_HOLD, 2.0 * self._hold))
+
+    def _between(self) -> float:
+        """The next plateau, between the rate that held and the least one refused: halfway
+        while they are far apart, the one that held once they are within ``1 - _CLEAR``."""
+        lo, hi = self._lo, self._hi
+        return lo + 0.5 * (hi - lo) if hi * _CLEAR > lo else lo
 
     def _decrease(
         self, now: float, w: float, factor: float, cooldown: float, plateau: float = 1.0
