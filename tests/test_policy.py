@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import math
 
 import pytest
@@ -445,3 +446,16 @@ def test_a_failed_probe_above_a_known_in_flight_cap_holds_no_one_back() -> None:
     # A 429 that is not the cap's (fewer in flight than accepted ones had) still cools down.
     assert gate.on_rate_limited(now=11.0, sent_at=10.95, cooldown=1.0, inflight=5) is True
     assert gate.cooldown_until == pytest.approx(12.0)
+
+
+def test_a_snapshot_is_plain_json_and_restores_the_same_rate() -> None:
+    # A quota stores the snapshot as JSON, which has no infinity (the least rate refused is
+    # unknown, infinite, until a probe is refused).
+    _, adaptive, now = settled(200.0)
+    state = adaptive.snapshot()
+    copy = AdaptiveRate()
+    copy.restore(json.loads(json.dumps(state, allow_nan=False)))
+    for t in (0.0, 1.0, 10.0, 60.0):
+        assert copy.current(now + t) == adaptive.current(now + t)
+    fresh = AdaptiveRate()
+    json.dumps(fresh.snapshot(), allow_nan=False)

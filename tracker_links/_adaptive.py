@@ -202,8 +202,9 @@ class AdaptiveRate:
     def snapshot(self) -> list[float]:
         """The state that decides :meth:`current`, to share with other processes."""
         rate = -1.0 if self.rate is None else self.rate
+        hi = -1.0 if math.isinf(self._hi) else self._hi  # JSON has no infinity
         return [rate, self._since, float(self._slow_start), self._w_max, self._k, self._c,
-                self._burst, self._peak, self._hold, self._lo, self._hi, self._stable]  # fmt: skip
+                self._burst, self._peak, self._hold, self._lo, hi, self._stable]  # fmt: skip
 
     def restore(self, state: list[float]) -> None:
         """Take over a :meth:`snapshot` (of this or another process)."""
@@ -213,7 +214,8 @@ class AdaptiveRate:
         self._k, self._c, self._burst, self._peak = k, c, burst, peak
         self._c_probe = self._probe_scale(w_max, c)
         if len(state) >= 12:
-            self._hold, self._lo, self._hi, self._stable = (float(x) for x in state[8:12])
+            self._hold, self._lo, hi, self._stable = (float(x) for x in state[8:12])
+            self._hi = math.inf if hi < 0 else hi
 
     def measured(self, now: float, since: float) -> float | None:
         """The accepted rate over the last ``window`` seconds (not before ``since``), or
