@@ -31,7 +31,8 @@ _HOLD: Final = 2.0
 _MAX_HOLD: Final = 40.0
 #: A probe refused this close above the plateau (relative): the limit has not moved.
 _NARROW: Final = 0.10
-#: After a probe fails, the rate restarts this much under the next plateau.
+#: After a probe above a plateau that held fails, the rate restarts this much under the next
+#: plateau.
 _PROBE_CUT: Final = 0.97
 #: A probe refused above this (relative to the plateau) proves that the plateau held.
 _ABOVE: Final = 1.01
@@ -282,12 +283,15 @@ class AdaptiveRate:
             return
         if lo > 0.0 and sending > lo * 1.001:
             # A plateau above the one that held failed: the limit lies between the two (and
-            # one that held just under the one refused was lucky: keep clear of it).
+            # one that held just under the one refused was lucky: keep clear of it). The cut
+            # is the whole ``beta``: clients that share one limit without knowing of each
+            # other meet this too, and only a multiplicative cut makes their shares converge
+            # (with the small one, 8 such clients finished up to 58 s apart, not 50).
             self._hi = min(self._hi, sending)
             self._lo = min(lo, _CLEAR * sending)
             if held > self._hold:  # a probe refused just above the plateau: probe less often
                 self._hold = self._longer_hold(now)
-            self._decrease(now, self._between(), _PROBE_CUT, cooldown)
+            self._decrease(now, self._between(), self.beta, cooldown)
             return
         # On the climb back, or on a plateau that had held: the limit dropped (or other
         # clients take more of it). What had held proves nothing any more, and a limit that
