@@ -305,7 +305,7 @@ def test_adaptive_probes_a_limit_that_holds_less_and_less_often() -> None:
     # Each probe above a limit that stayed put costs a cool-down: after a probe refused just
     # above the plateau, the plateau is held twice as long before the next one (up to 40 s),
     # and the next plateau lies between the rate that held and the one refused. Measured
-    # over 500 s at 200/s: 21 events and 95.7% of the limit; it was 32 events and 92.6%
+    # over 500 s at 200/s: 20 events and 95.6% of the limit; it was 32 events and 92.6%
     # when every probe came ~13 s after the last.
     gate, _, end = settled(200.0)
     _, events, accepted = run_against_limit(gate, 200.0, start=end, duration=500.0)
@@ -338,7 +338,7 @@ def run_against_window(
 
 def test_a_sliding_window_refusing_just_above_the_plateau_is_probed_less_often() -> None:
     # A sliding window refuses a probe as soon as it passes the limit, barely above the
-    # plateau: that too lengthens the hold. Measured over 300 s at 200/s: 9 events, 96.4%;
+    # plateau: that too lengthens the hold. Measured over 300 s at 200/s: 8 events, 96.2%;
     # 19 events (92.8%) when only a probe refused 1% above the plateau did, 18 (89.5%) with
     # no hold at all.
     gate = RateGate(adaptive=AdaptiveRate())

@@ -67,9 +67,10 @@ class AdaptiveRate:
        (the limit stayed put) the next plateau is halfway between the rate that held and the
        least one refused (until within 1%), the rate restarts just under it, and the hold
        doubles (up to 40 s, and half the time the limit has stayed put): on a steady limit
-       the cool-downs become rare. A 429 on the climb back or on a plateau that had held
-       means the limit dropped (or other clients took more of it): the cut of step 3, and
-       the search starts over with no hold.
+       the cool-downs become rare. A plateau above the one that held that is refused is cut
+       by ``beta`` and the next one goes back towards the one that held. A 429 on the climb
+       back or on a plateau that had held means the limit dropped (or other clients took
+       more of it): the cut of step 3, and the search starts over with no hold.
 
     Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
     the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
