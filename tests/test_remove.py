@@ -9,6 +9,9 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import attrs
 import httpx
 import pytest
 import respx
@@ -22,8 +25,9 @@ from tracker_links import (
     Outcome,
     OutcomeStatus,
     Relationship,
+    TransportError,
 )
-from tracker_links._bulk_delete import LinkToDelete
+from tracker_links._bulk_delete import LinkToDelete, bulk_delete
 from tracker_links.testing import FakeTracker
 
 from .helpers import FakeTime, error
@@ -350,3 +354,89 @@ async def test_bulk_delete_on_a_missing_issue_fails_with_not_found(fake: FakeTra
     assert all(isinstance(o.error, NotFoundError) for o in report.failed)
     # The issue's 404 is read once and shared by the items of that issue.
     assert fake.stats.count("GET", 404) == 1
+
+
+async def _read_while(listed: Any, issue: str, release: Any) -> Any:
+    """A GET of ``issue`` that ends only once ``release`` is set (or after 1,000 checkpoints,
+    so that an engine that waits for it cannot hang the test)."""
+    for _ in range(1000):
+        if release.is_set():
+            break
+        await anyio.lowlevel.checkpoint()
+    return await listed(issue)
+
+
+def four_behind_one(fake: FakeTracker) -> list[LinkSpec]:
+    """A link of TEST-1, four of TEST-2, one of TEST-3, stored in ``fake``, as specs."""
+    specs = [LinkSpec("TEST-1", "TEST-9", "relates")]
+    specs += [LinkSpec("TEST-2", f"TEST-{10 + i}", "relates") for i in range(4)]
+    specs += [LinkSpec("TEST-3", "TEST-20", "relates")]
+    for s in specs:
+        fake.add_link(s.source, s.target, "relates")
+    return specs
+
+
+async def test_items_waiting_for_a_listing_being_read_are_set_aside(fake: FakeTracker) -> None:
+    # With two workers: one reads TEST-2's links (slowly); the other must not wait for it with
+    # TEST-2's other items, but set them aside and go on to TEST-3's, whose DELETE goes out
+    # while TEST-2's GET is still in flight. TEST-2's items then follow, from the listing read.
+    specs = four_behind_one(fake)
+    events: list[str] = []
+    other_deleted = anyio.Event()
+    async with client_for(fake, max_concurrency=2) as client:
+        real = client.links._ops
+
+        async def get(issue: str) -> Any:
+            events.append(f"GET {issue}")
+            if issue == "TEST-2":
+                links = await _read_while(real.get, issue, other_deleted)
+            else:
+                links = await real.get(issue)
+            events.append(f"listed {issue}")
+            return links
+
+        async def delete(issue: str, link_id: int | str) -> tuple[bool, int]:
+            events.append(f"DELETE {issue}")
+            if issue == "TEST-3":
+                other_deleted.set()
+            return await real.delete(issue, link_id)
+
+        ops = attrs.evolve(real, get=get, delete=delete, concurrency=2)
+        fake.stats.reset()
+        report = await bulk_delete(ops, specs)
+    one_outcome_each(report, len(specs))
+    assert len(report.deleted) == len(specs)
+    assert events.index("DELETE TEST-3") < events.index("listed TEST-2")
+    assert events.count("GET TEST-2") == 1  # the items set aside share the one read
+    assert events.count("DELETE TEST-2") == 4
+    assert not fake.links
+
+
+async def test_items_set_aside_share_the_error_of_their_listing(fake: FakeTracker) -> None:
+    specs = four_behind_one(fake)
+    other_deleted = anyio.Event()
+    gets: list[str] = []
+    async with client_for(fake, max_concurrency=2) as client:
+        real = client.links._ops
+
+        async def get(issue: str) -> Any:
+            gets.append(issue)
+            if issue == "TEST-2":
+                await _read_while(real.get, issue, other_deleted)
+                raise TransportError("the read of TEST-2 failed")
+            return await real.get(issue)
+
+        async def delete(issue: str, link_id: int | str) -> tuple[bool, int]:
+            if issue == "TEST-3":
+                other_deleted.set()
+            return await real.delete(issue, link_id)
+
+        ops = attrs.evolve(real, get=get, delete=delete, concurrency=2)
+        report = await bulk_delete(ops, specs)
+    one_outcome_each(report, len(specs))
+    statuses = [o.status for o in report.outcomes]
+    assert statuses == [OutcomeStatus.DELETED] + [OutcomeStatus.FAILED] * 4 + [
+        OutcomeStatus.DELETED
+    ]
+    assert all("TEST-2 failed" in str(o.error) for o in report.failed)
+    assert gets.count("TEST-2") == 1  # read once, its error shared by the items set aside

@@ -3,7 +3,9 @@
 The items of one issue that come close together in the input (a journal, a file sorted by
 source) share one read of that issue's links; the least recently used listings are dropped, so
 memory stays bounded however long the input is. A listing is what the delete decides from: the
-engine deletes only the links it shows, and forgets each one it deleted.
+engine deletes only the links it shows, and forgets each one it deleted. ``on_ready`` is told
+when a read ends (with the links or an error), so the engine can set aside the items that need
+a listing still being read and go on with others instead of waiting.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ __all__ = ["Listing", "Listings"]
 class Listing:
     """One issue's links as read once: by id, and by the other issue's key or id."""
 
-    __slots__ = ("by_id", "by_other", "error", "ready")
+    __slots__ = ("by_id", "by_other", "done", "error", "ready")
 
     def __init__(self) -> None:
         self.ready = anyio.Event()
+        self.done = False  # read (links or error): ``ready`` is set
         self.by_id: dict[str, Link] = {}
         self.by_other: dict[str, list[Link]] = {}
         self.error: TrackerError | None = None
@@ -37,6 +40,12 @@ class Listing:
             for name in {ref.key, ref.id.lower() if ref.id else None}:
                 if name:
                     self.by_other.setdefault(name, []).append(link)
+
+    def result(self) -> Listing:
+        """This listing once read; raises the error of its ``GET`` if it failed."""
+        if self.error is not None:
+            raise self.error
+        return self
 
     def matches(self, spec: LinkSpec) -> list[Link]:
         name = spec.target if "-" in spec.target else spec.target.lower()
@@ -51,10 +60,24 @@ class Listings:
     """The listings of the issues read lately (least recently used ones dropped): one ``GET``
     per issue for the items of that issue that come close together in the input."""
 
-    def __init__(self, get: Callable[[str], Awaitable[list[Link]]], size: int) -> None:
+    def __init__(
+        self,
+        get: Callable[[str], Awaitable[list[Link]]],
+        size: int,
+        on_ready: Callable[[Listing], None] | None = None,
+    ) -> None:
         self.get = get
         self.size = size
+        self.on_ready = on_ready
         self.cache: collections.OrderedDict[str, Listing] = collections.OrderedDict()
+
+    def reading(self, issue: str) -> Listing | None:
+        """The listing of ``issue`` if its ``GET`` is in flight now (else ``None``)."""
+        listing = self.cache.get(issue)
+        if listing is None or listing.done:
+            return None
+        self.cache.move_to_end(issue)
+        return listing
 
     async def of(self, issue: str) -> Listing:
         """The listing of ``issue``; raises the error of its ``GET`` if it failed."""
@@ -77,10 +100,12 @@ class Listings:
                 if not isinstance(exc, TrackerError):
                     raise
             finally:
+                listing.done = True
                 listing.ready.set()
+                if self.on_ready is not None:
+                    self.on_ready(listing)
         else:
             self.cache.move_to_end(issue)
-            await listing.ready.wait()
-        if listing.error is not None:
-            raise listing.error
-        return listing
+            if not listing.done:
+                await listing.ready.wait()
+        return listing.result()
