@@ -334,6 +334,11 @@ def new_member() -> str:
     return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
+#: The entries of :meth:`AdaptiveRate.snapshot` that are times (the phase start, the time the
+#: limit last moved): shared in the quota's clock, used in each process's own.
+_TIMES: Final = (1, 11)
+
+
 class QuotaGate:
     """A client's side of a shared quota: its local :class:`._policy.RateGate` keeps learning
     (adaptive rate, concurrency window); pacing and the cool-down go through ``quota``."""
@@ -360,7 +365,9 @@ class QuotaGate:
             adaptive.scale = float(max(1, answer.members))
             if answer.adaptive is not None and answer.adaptive != self.version:
                 shared = list(answer.adaptive)
-                shared[1] -= self.offset  # its phase start, in this process's clock
+                for at in _TIMES:  # its phase start (and the like), in this process's clock
+                    if at < len(shared):
+                        shared[at] -= self.offset
                 adaptive.restore(shared)
                 self.version = answer.adaptive
         return answer
@@ -379,7 +386,8 @@ class QuotaGate:
         after = None
         if adaptive is not None:
             after = adaptive.snapshot()
-            after[1] += self.offset
+            for at in _TIMES:
+                after[at] += self.offset
         if await self.quota.rate_limited(epoch, wait, after):
             self.version = after
         elif adaptive is not None and before is not None:
