@@ -68,7 +68,8 @@ class AdaptiveRate:
     4. The plateau is held ``hold`` seconds before the probe. A probe refused above the
        plateau proves the plateau held: the limit lies between the two. While they are near
        (the limit stayed put) the next plateau is halfway between the rate that held and the
-       least one refused (until within 1%), the rate restarts just under it, and the hold
+       least one refused (until within 1%), the rate restarts just under it (by ``beta``
+       if the plateau was held less than 8 s, as clients that share a limit see), and the hold
        doubles (up to 40 s, and half the time the limit has stayed put): on a steady limit
        the cool-downs become rare. A plateau above the one that held that is refused is cut
        by ``beta`` and the next one goes back towards the one that held. A 429 on the climb
