@@ -34,6 +34,9 @@ _NARROW: Final = 0.10
 #: After a probe above a plateau that held fails, the rate restarts this much under the next
 #: plateau.
 _PROBE_CUT: Final = 0.97
+#: A plateau held this long before its probe was refused: the rate restarts just under the
+#: next one (a shorter hold, as clients that share a limit see, cuts by ``beta``).
+_LONG: Final = 8.0
 #: A probe refused above this (relative to the plateau) proves that the plateau held.
 _ABOVE: Final = 1.01
 #: The plateau keeps this clear of the least rate refused (relative).
@@ -65,7 +68,8 @@ class AdaptiveRate:
     4. The plateau is held ``hold`` seconds before the probe. A probe refused above the
        plateau proves the plateau held: the limit lies between the two. While they are near
        (the limit stayed put) the next plateau is halfway between the rate that held and the
-       least one refused (until within 1%), the rate restarts just under it, and the hold
+       least one refused (until within 1%), the rate restarts just under it (by ``beta``
+       if the plateau was held less than 8 s, as clients that share a limit see), and the hold
        doubles (up to 40 s, and half the time the limit has stayed put): on a steady limit
        the cool-downs become rare. A plateau above the one that held that is refused is cut
        by ``beta`` and the next one goes back towards the one that held. A 429 on the climb
@@ -280,7 +284,8 @@ class AdaptiveRate:
                 self._hi = sending
                 self._hold = _HOLD
                 target = max(lo, plateau * w)
-            self._decrease(now, target, _PROBE_CUT, cooldown)
+            cut = _PROBE_CUT if held >= _LONG else self.beta
+            self._decrease(now, target, cut, cooldown)
             return
         if lo > 0.0 and sending > lo * 1.001:
             # A plateau above the one that held failed: the limit lies between the two (and
