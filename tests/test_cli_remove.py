@@ -9,13 +9,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tracker_links.testing import FakeTracker
+
+from .test_cli import wait_for
 
 TOKEN = "y0_secret-token-for-the-remove-tests"
 
@@ -177,11 +178,7 @@ def test_ctrl_c_during_undo_then_resume(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while fake_tracker.stats.count("DELETE") < 20:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: fake_tracker.stats.count("DELETE") >= 20, proc, "20 DELETEs")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

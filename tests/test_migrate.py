@@ -21,21 +21,9 @@ from tracker_links import (
 )
 
 from .helpers import BASE, FakeTime, error
+from .test_client import TOKEN, make_client
 
 pytestmark = pytest.mark.anyio
-
-TOKEN = "y0_AgAAAAB-migrate-secret-token-77aa"
-
-
-def make_client(ft: FakeTime, router: respx.MockRouter, **kwargs: Any) -> TrackerClient:
-    return TrackerClient(
-        TOKEN,
-        org_id="7654321",
-        sleep=ft.sleep,
-        clock=ft.clock,
-        transport=httpx.MockTransport(router.async_handler),
-        **kwargs,
-    )
 
 
 def link_json(

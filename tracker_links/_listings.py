@@ -24,11 +24,10 @@ __all__ = ["Listing", "Listings"]
 class Listing:
     """One issue's links as read once: by id, and by the other issue's key or id."""
 
-    __slots__ = ("by_id", "by_other", "done", "error", "ready")
+    __slots__ = ("by_id", "by_other", "error", "ready")
 
     def __init__(self) -> None:
-        self.ready = anyio.Event()
-        self.done = False  # read (links or error): ``ready`` is set
+        self.ready = anyio.Event()  # set once read (the links or an error)
         self.by_id: dict[str, Link] = {}
         self.by_other: dict[str, list[Link]] = {}
         self.error: TrackerError | None = None
@@ -74,7 +73,7 @@ class Listings:
     def reading(self, issue: str) -> Listing | None:
         """The listing of ``issue`` if its ``GET`` is in flight now (else ``None``)."""
         listing = self.cache.get(issue)
-        if listing is None or listing.done:
+        if listing is None or listing.ready.is_set():
             return None
         self.cache.move_to_end(issue)
         return listing
@@ -100,12 +99,11 @@ class Listings:
                 if not isinstance(exc, TrackerError):
                     raise
             finally:
-                listing.done = True
                 listing.ready.set()
                 if self.on_ready is not None:
                     self.on_ready(listing)
         else:
             self.cache.move_to_end(issue)
-            if not listing.done:
+            if not listing.ready.is_set():
                 await listing.ready.wait()
         return listing.result()
