@@ -46,13 +46,10 @@ def test_fixed_rate_on_every_shape(name: str) -> None:
     if "/s," in name:  # the limit is not R throughout: R is too much for 20 s of it
         assert result.ratio < 1.3
         return
-    if "flight" in name:
-        # The cap is learned from one cool-down's 429s; a failed probe above it (at 10 s)
-        # holds no other request back (measured +2.1 s at this N, 25 answered 429).
-        assert result.wall <= 1.05 * result.ideal + 2.5, result.row()
-        assert result.refused <= 2 * 16, result.row()
-        return
-    # Within 1.05x, plus the one cool-down that the first second's burst may cost.
+    # Within 1.05x, plus the one cool-down that the first second's burst may cost. The cap
+    # of 10 in flight is learned from that second's 429s and not probed again (a fixed rate
+    # it carries has nothing to gain: measured +1.24 s, 9-11 answered 429, at this N; it was
+    # +2.1 s and 25 with a probe at 10 s).
     assert result.wall <= 1.05 * result.ideal + 1.1, result.row()
     assert result.refused <= 16, result.row()  # no 429 beyond the first second's
 

@@ -392,6 +392,8 @@ class ConcurrencyWindow:
     decrease). It grows back by one every ``grow_every`` seconds without such a 429, up to
     ``total`` (the client's ``max_concurrency``); each time a probe above the window fails
     again, the probes come four times less often (a cap that is real costs few 429s).
+    :meth:`hold` stops the growth while the window does not limit the client (a fixed rate
+    that the window carries already has nothing to gain from a probe).
     """
 
     __slots__ = (
@@ -445,6 +447,13 @@ class ConcurrencyWindow:
         self._limit = limit
         self._cut_at = now
         return True
+
+    def hold(self, now: float) -> None:
+        """The window is not what limits the client now: its growth (the next probe above a
+        learned cap) waits for ``grow_every`` seconds from now; what it grew so far stays."""
+        if self._limit < self.total:
+            self._limit = self.current(now)
+            self._cut_at = now
 
     def current(self, now: float) -> int:
         """The requests that may be in flight now."""

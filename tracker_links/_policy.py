@@ -79,6 +79,11 @@ _SPACING: Final = 1.001
 #: A 429 for a request sent this soon after a guessed cool-down ended: the guess was too short.
 _EARLY: Final = 0.25
 _MAX_GUESS: Final = 60.0
+#: A fixed rate whose requests in flight (``rate x latency``) fit this share of the learned
+#: concurrency window does not probe above the window: more in flight would not go faster.
+_ENOUGH: Final = 0.97
+#: The weight of each new latency in the fixed rate's running mean.
+_LATENCY_WEIGHT: Final = 0.125
 
 
 @attrs.define
@@ -96,7 +101,10 @@ class RateGate:
     and there is none after a cool-down: the requests that waited go out paced, not at once.
 
     ``window`` (a :class:`ConcurrencyWindow`) learns a cap on requests in flight from 429s
-    that come with more in flight than any recent accepted request had.
+    that come with more in flight than any recent accepted request had. Under a fixed
+    ``rate`` the window grows (probes above a learned cap) only while it is what holds the
+    client under that rate (``rate x latency`` does not fit in it): a cap that carries the
+    rate already is not probed again, so it draws no 429 after it was learned.
     """
 
     rate: float | None = None
@@ -110,6 +118,7 @@ class RateGate:
     _smooth: bool = False
     _guessed: bool = False
     _probe_cut: float = float("-inf")
+    _latency: float = 0.0
 
     def delay(self, now: float) -> float:
         """0.0 and a slot taken, or the seconds to wait before asking again (nothing taken)."""
@@ -164,8 +173,19 @@ class RateGate:
         than 429 after ``latency`` seconds."""
         if self.adaptive is not None:
             self.adaptive.on_accepted(now, latency)
-        if self.window is not None:
-            self.window.on_accepted(now, inflight)
+        window = self.window
+        if window is not None:
+            window.on_accepted(now, inflight)
+            rate = self.rate
+            if rate is not None and latency > 0.0:
+                # The mean latency (from the first answer on) says how many requests in
+                # flight the fixed rate needs; while the window holds them, it need not grow.
+                # (No latency given: nothing is known, the window grows as it would.)
+                mean = self._latency
+                mean = latency if mean == 0.0 else mean + _LATENCY_WEIGHT * (latency - mean)
+                self._latency = mean
+                if window.current(now) >= _ENOUGH * rate * mean:
+                    window.hold(now)
 
     def on_rate_limited(
         self, now: float, sent_at: float, cooldown: float | None, inflight: int = 0
