@@ -128,3 +128,14 @@ def test_fixed_rate_finds_a_cap_that_rose_when_the_cap_binds() -> None:
     last = [t for t in shape.accepted if t > wall - 40.0]
     assert len(last) / 40.0 >= 0.95 * RATE, len(last) / 40.0  # back at the rate: found
     assert wall <= 1.25 * n / RATE, wall
+
+
+def test_fixed_rate_sends_no_burst_a_sliding_window_refuses() -> None:
+    # The pacing let a burst of 5 go at the start: R + 4 requests in the first 1-s interval,
+    # 4 answered 429 one second later by a sliding window of R (sent at 1.03-1.05 s).
+    from benchmarks._shapes import SlidingWindow, simulate
+
+    result = simulate(lambda: SlidingWindow(200.0), n=2_000, rate_limit=200.0)
+    assert result.failed == 0
+    assert result.refused == 0, result.row()
+    assert result.ratio <= 1.02, result.row()  # measured 1.010 (the last answer, 0.1%: spacing)

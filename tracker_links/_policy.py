@@ -95,10 +95,11 @@ class RateGate:
     ``Retry-After`` has passed. Without ``Retry-After`` the cool-down is a guess
     (``cooldown_guess``, 1 s at first) that doubles whenever it proves too short (the service
     still refuses the first request after it: a window that had not reset yet), instead of the
-    rate being cut for it. Pacing is GCRA (a token bucket without a timer): a burst of
-    ``rate / 20`` requests (50 ms worth, at least 1 and at most ``_BURST``) may go at once, the
-    rest are spaced evenly. The burst stays small because the service's own bucket is unknown,
-    and there is none after a cool-down: the requests that waited go out paced, not at once.
+    rate being cut for it. Pacing is GCRA (a token bucket without a timer): under the adaptive
+    rate a burst of ``rate / 20`` requests (50 ms worth, at least 1 and at most ``_BURST``) may
+    go at once, the rest are spaced evenly; a fixed ``rate`` has no burst (it is a ceiling).
+    The burst stays small because the service's own bucket is unknown, and there is none
+    after a cool-down: the requests that waited go out paced, not at once.
 
     ``window`` (a :class:`ConcurrencyWindow`) learns a cap on requests in flight from 429s
     that come with more in flight than any recent accepted request had. Under a fixed
@@ -158,7 +159,9 @@ class RateGate:
         interval = _SPACING / rate
         if self._smooth and now - self._tat > interval:
             self._smooth = False  # idle again since the cool-down: the small burst is allowed
-        if self._smooth:
+        if self._smooth or self.rate is not None:
+            # A fixed rate is a ceiling: no burst above it (a sliding window of ``rate``
+            # refuses the burst's requests one second later).
             tolerance = 0.0
         else:
             tolerance = interval * min(_BURST - 1.0, max(0.0, rate / 20.0 - 1.0))
