@@ -350,16 +350,31 @@ class QuotaGate:
         self.member = new_member()
         self.offset = 0.0  # the quota's clock minus the local one
         self.version: list[float] | None = None
+        self.slot = 0.0  # the last slot booked (local clock): where the shared timeline was
+        self.resumed_at = 0.0  # when sending resumed after the shared cool-down (local clock)
+        self.epoch = 0
+        """The latest epoch this process knows of: a booking of an older one is void."""
 
     def _interval(self, now: float) -> float | None:
-        rate = self.gate.current_rate(now)
+        # The adaptive rate moves with time: book at the rate in force at the slot (the shared
+        # timeline is about where the last booking left it), not now. Booked at the rate of
+        # now, the slots of a slow start kept its first rate: 64 workers of 4 clients booked
+        # 16 s ahead at 4/s, and the climb went on, unbounded, with nothing sent.
+        rate = self.gate.current_rate(max(now, self.slot))
         return None if rate is None else 1.001 / rate
 
     async def admit(self) -> Admission:
         """One round trip: a booked slot (sleep ``wait``, then go) or a cool-down to wait out."""
         gate = self.gate
-        answer = await self.quota.admit(self._interval(self.clock()), self.member)
+        now = self.clock()
+        answer = await self.quota.admit(self._interval(now), self.member)
         self.offset = answer.now - self.clock()
+        if answer.epoch > self.epoch:
+            self.epoch = answer.epoch
+        if answer.booked:
+            self.slot = now + answer.wait
+        elif now + answer.wait > self.resumed_at:
+            self.resumed_at = now + answer.wait  # the shared cool-down's end
         adaptive = gate.adaptive
         if adaptive is not None:
             adaptive.scale = float(max(1, answer.members))
@@ -380,7 +395,12 @@ class QuotaGate:
         gate = self.gate
         adaptive = gate.adaptive
         before = adaptive.snapshot() if adaptive is not None else None
-        gate.resumed_at = min(gate.resumed_at, sent_at)  # the quota decides what is news
+        window = gate.window
+        kept = _slots(window) if window is not None else None
+        # The quota decides what is news, but the estimator measures from when sending
+        # resumed after the shared cool-down, not after this process's last 429: with that,
+        # the climb of a slow start looked 1 ms long and the limit 4/s.
+        gate.resumed_at = min(self.resumed_at, sent_at)
         gate.on_rate_limited(now, sent_at, cooldown, inflight)
         wait = max(0.0, gate.cooldown_until - now)
         after = None
@@ -388,7 +408,21 @@ class QuotaGate:
             after = adaptive.snapshot()
             for at in _TIMES:
                 after[at] += self.offset
+        if epoch + 1 > self.epoch:
+            self.epoch = epoch + 1  # the booked slots of this epoch are void now
         if await self.quota.rate_limited(epoch, wait, after):
             self.version = after
-        elif adaptive is not None and before is not None:
-            adaptive.restore(before)  # another process's report of the same burst came first
+            return
+        # Another process's report of the same burst came first: this 429 is not news, for
+        # the rate nor for the learned window (cut for every 429 of a burst, the windows of
+        # 4 clients shrank to 2-3 in flight each: 80-120 req/s of a 200/s limit).
+        if adaptive is not None and before is not None:
+            adaptive.restore(before)
+        if window is not None and kept is not None:
+            for name, value in kept.items():
+                setattr(window, name, value)
+
+
+def _slots(obj: Any) -> dict[str, Any]:
+    """The state of a ``__slots__`` object, to put back with ``setattr``."""
+    return {name: getattr(obj, name) for name in type(obj).__slots__}
