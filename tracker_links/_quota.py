@@ -459,10 +459,6 @@ class QuotaGate:
         # 4 clients shrank to 2-3 in flight each: 80-120 req/s of a 200/s limit).
         if adaptive is not None and before is not None:
             adaptive.restore(before)
-            # While the report was on its round trip (Redis), another task of this process may
-            # have taken over a newer shared state, which ``before`` predates: the next
-            # admission takes over the shared one again.
-            self.version = None
         if window is not None and kept is not None:
             for name, value in kept.items():
                 setattr(window, name, value)
