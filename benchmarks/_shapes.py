@@ -178,10 +178,18 @@ def simulate(
     retry_after: float | None = 1.0,
     stagger: float = 0.0,
     seed: int = 1,
+    quota: bool = False,
 ) -> Result:
-    """``clients`` separate clients, ``n`` creates each, against one shaped fake (trio)."""
+    """``clients`` separate clients, ``n`` creates each, against one shaped fake (trio).
+
+    ``quota=True``: the clients share one :class:`tracker_links.FileQuota` (a temporary file,
+    on the virtual clock), as processes that coordinate do; ``rate_limit`` is then the total."""
+    import tempfile
+
     import trio
     import trio.testing
+
+    from tracker_links import FileQuota
 
     log = logging.getLogger("tracker_links")
     level = log.level
@@ -216,11 +224,15 @@ def simulate(
             await trio.sleep(index * stagger)
             start = 1 + index * n
             specs = [(f"TEST-{i}", f"TEST-{i + 1}", "relates") for i in range(start, start + n)]
+            extra: dict[str, Any] = {}
+            if quota_path is not None:
+                extra["quota"] = FileQuota(quota_path, clock=trio.current_time)
             client: TrackerClient = fake.client(
                 max_concurrency=max_concurrency,
                 rate_limit=rate_limit,
                 clock=trio.current_time,
                 sleep=trio.sleep,
+                **extra,
             )
             async with client:
                 report = await client.links.bulk_create(specs)
@@ -240,10 +252,12 @@ def simulate(
             failed=failed,
         )
 
-    try:
-        result: Result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    finally:
-        log.setLevel(level)
+    with tempfile.TemporaryDirectory() as tmp:
+        quota_path = f"{tmp}/quota" if quota else None
+        try:
+            result: Result = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        finally:
+            log.setLevel(level)
     return result
 
 

@@ -1,11 +1,14 @@
-"""``python -m benchmarks.quota [--k 4,8] [--n 10000] [--rate 200]``: processes on one quota.
+"""``python -m benchmarks.quota [--k 4,8] [--n 10000] [--rate 200] [--adaptive]``: processes on
+one quota.
 
 k real processes (half on asyncio, half on trio), ``N / k`` creates each, all with
 ``rate_limit=R`` and one shared quota (a :class:`tracker_links.FileQuota`, and a
 :class:`tracker_links.RedisQuota` against a ``redis-server`` started on a free loopback port
 when one is installed), against one fake Tracker served over loopback with an R req/s token
 bucket. Prints the wall time against the ideal ``N / R`` and the share answered 429; then the
-same without a quota (each process at ``R / k``) for comparison.
+same without a quota (each process at ``R / k``) for comparison. ``--adaptive``: every process
+with ``rate_limit=None`` instead (the quota shares the learned rate; without a quota the
+processes each learn their own).
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ def run_processes(
     *,
     per_process_rate: float | None = None,
     kill_first_after: float | None = None,
+    adaptive: bool = False,
+    latency: float = 0.02,
 ) -> tuple[list[dict[str, Any]], FakeTracker]:
-    """``k`` worker processes of ``n`` creates each; returns the survivors' results."""
-    fake = FakeTracker({"TEST": k * n + 2}, latency=0.02, rate_limit=rate, rate_burst=20)
+    """``k`` worker processes of ``n`` creates each; returns the survivors' results.
+    ``adaptive``: each with ``rate_limit=None``."""
+    fake = FakeTracker({"TEST": k * n + 2}, latency=latency, rate_limit=rate, rate_burst=20)
     with fake.serve() as url:
         at = time.time() + 3.0  # every process starts at this wall time, imports done
         procs = []
@@ -57,7 +63,7 @@ def run_processes(
                 "n": n,
                 "base_url": url,
                 "at": at,
-                "rate_limit": per_process_rate or rate,
+                "rate_limit": None if adaptive else per_process_rate or rate,
                 "backend": "trio" if i % 2 else "asyncio",
             }
             procs.append(
@@ -120,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", default="4,8", help="process counts, comma-separated")
     ap.add_argument("--n", type=int, default=10_000, help="creates in all, split over k")
     ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--latency", type=float, default=0.02, help="the fake's, in seconds")
+    ap.add_argument("--adaptive", action="store_true", help="rate_limit=None in every process")
     args = ap.parse_args(argv)
-    print(f"N = {args.n:,} in all, R = {args.rate:g}/s, 20 ms latency; ideal N / R = "
-          f"{args.n / args.rate:.1f} s", flush=True)  # fmt: skip
-    print("| processes | quota | wall / ideal | answered 429 |\n|---|---|---|---|", flush=True)
+    mode = "rate_limit=None" if args.adaptive else f"rate_limit={args.rate:g}"
+    print(f"N = {args.n:,} in all, R = {args.rate:g}/s, {1000 * args.latency:g} ms latency, "
+          f"{mode}; ideal N / R = {args.n / args.rate:.1f} s", flush=True)  # fmt: skip
+    print("| processes | quota | wall / ideal | answered 429 | finish spread |\n"
+          "|---|---|---|---|---|", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, redis_server(tmp) as redis:
         for k in (int(x) for x in args.k.split(",")):
             n = args.n // k
@@ -132,13 +142,23 @@ def main(argv: list[str] | None = None) -> int:
             ]
             if redis is not None:
                 quotas.append(("RedisQuota", f"{redis}?key=bench-{k}", None))
-            quotas.append((f"none, R/{k} each", None, args.rate / k))
+            none = "none, each its own" if args.adaptive else f"none, R/{k} each"
+            quotas.append((none, None, args.rate / k))
             for name, quota, each in quotas:
-                results, fake = run_processes(quota, k, n, args.rate, per_process_rate=each)
+                results, fake = run_processes(
+                    quota,
+                    k,
+                    n,
+                    args.rate,
+                    per_process_rate=each,
+                    adaptive=args.adaptive,
+                    latency=args.latency,
+                )
                 wall = max(r["ended"] for r in results) - min(r["began"] for r in results)
                 share = fake.stats.rate_limited / max(1, fake.stats.total)
-                print(f"| {k} | {name} | {wall / (k * n / args.rate):.3f} | {100 * share:.2f}% |",
-                      flush=True)  # fmt: skip
+                spread = max(r["ended"] for r in results) - min(r["ended"] for r in results)
+                print(f"| {k} | {name} | {wall / (k * n / args.rate):.3f} | {100 * share:.2f}% "
+                      f"| {spread:.1f} s |", flush=True)  # fmt: skip
     return 0
 
 

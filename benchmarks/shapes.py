@@ -4,7 +4,9 @@ Every rate-limit shape side by side: the adaptive rate (``rate_limit=None``), th
 ``rate_limit=R`` and the ideal time of the shape, measured in the same run, in virtual time
 (the library's client against the fake on trio's ``MockClock``; see :mod:`._shapes`), with
 the share of requests answered 429. Clients that share one bucket without coordinating are
-the last rows (``k`` clients, ``N / k`` creates each; fixed at ``R / k`` each). Each figure is
+the next rows (``k`` clients, ``N / k`` creates each; fixed at ``R / k`` each); the last rows
+are ``k`` clients sharing one quota (a ``FileQuota`` on the virtual clock; fixed at ``R``, the
+total). Each figure is
 the median of ``--seeds`` runs (trio randomizes its scheduling order).
 """
 
@@ -37,15 +39,26 @@ def table(n: int = 10_000, seeds: int = 3, only: tuple[str, ...] = ()) -> str:
     ]
     for k in (4, 8):
         cases.append((f"{k} clients sharing one bucket", lambda: TokenBucket(RATE, 20), 1.0, k, 0))
+    for k in (4, 8):  # the same, through one shared quota: fixed at R (the total)
+        name = f"{k} clients sharing one quota (bucket, burst 20)"
+        cases.append((name, lambda: TokenBucket(RATE, 20), 1.0, -k, 0))
     for name, make, retry_after, k, _ in cases:
         if only and not any(o in name for o in only):
             continue
+        quota = k < 0  # a negative count: the clients share one quota
+        k = abs(k)
         cells = []
         ideal = 0.0
-        for fixed in (None, RATE / k):
+        for fixed in (None, RATE if quota else RATE / k):
             runs = [
                 simulate(
-                    make, n=n // k, clients=k, rate_limit=fixed, retry_after=retry_after, seed=s
+                    make,
+                    n=n // k,
+                    clients=k,
+                    rate_limit=fixed,
+                    retry_after=retry_after,
+                    seed=s,
+                    quota=quota,
                 )
                 for s in range(seeds)
             ]

@@ -46,6 +46,13 @@ def test_book_without_a_rate_only_checks_the_cooldown() -> None:
     assert (later.booked, later.wait) == (True, 0.0)
 
 
+def test_book_counts_the_slots_everyone_booked() -> None:
+    state = Shared(cooldown_until=5.0)
+    assert book(state, 4.0, 0.01, "a").slots == 0  # cooling down: nothing booked
+    assert [book(state, 5.0, 0.01, m).slots for m in "abab"] == [1, 2, 3, 4]
+    assert book(state, 5.0, None, "b").slots == 5
+
+
 def test_a_dead_members_lease_expires() -> None:
     state = Shared()
     book(state, 0.0, 0.01, "dies")
@@ -214,6 +221,7 @@ async def test_redis_quota_paces_a_client_on_both_backends(
         # One admission per request went through the script: the shared timeline moved.
         state = await quota._client.hgetall(f"{key}:state")
         assert float(state["tat"]) > 0
+        assert int(state["slots"]) == 30  # as many slots booked (the Lua counts as book does)
         assert await quota._client.zcard(f"{key}:members") == 1
 
 

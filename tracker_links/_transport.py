@@ -236,9 +236,12 @@ class Transport:
                 await limiter.requeue()
             answer = await quota.admit()
             if answer.booked:
-                if answer.wait > 0:
-                    await self.sleep(answer.wait)
-                return answer.epoch
+                if answer.wait <= 0:
+                    return answer.epoch
+                await self.sleep(answer.wait)
+                if quota.epoch == answer.epoch:
+                    return answer.epoch  # the booked slot is still good
+                continue  # a 429 voided it meanwhile: ask again (the cool-down, most likely)
             if self.clock() + answer.wait > deadline:
                 raise RateLimitError(
                     f"the shared quota is cooling down after a 429 for {answer.wait:.1f}s "
