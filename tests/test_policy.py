@@ -460,3 +460,73 @@ def test_a_snapshot_is_plain_json_and_restores_the_same_rate() -> None:
         assert copy.current(now + t) == adaptive.current(now + t)
     fresh = AdaptiveRate()
     json.dumps(fresh.snapshot(), allow_nan=False)
+
+
+def test_a_window_opens_from_its_initial_size_one_per_answer() -> None:
+    window = ConcurrencyWindow(16, initial=1)
+    assert window.current(0.0) == 1
+    assert window.opening
+    sizes = []
+    for _ in range(20):
+        window.on_accepted(0.01, window.current(0.01))
+        sizes.append(window.current(0.01))
+    assert sizes[:3] == [2, 3, 4]
+    assert sizes[-1] == 16  # never past the total
+    assert not window.opening
+
+
+def test_a_window_cut_for_a_cap_stops_opening() -> None:
+    window = ConcurrencyWindow(16, initial=2)
+    for _ in range(4):
+        window.on_accepted(0.1, 2)
+    assert window.current(0.1) == 6
+    # A 429 with more in flight than any accepted one: a cap, the start is over.
+    assert window.on_rate_limited(0.2, 6)
+    assert not window.opening
+    window.on_accepted(0.3, 5)
+    assert window.current(0.3) == 5
+
+
+def test_a_failure_to_connect_opens_the_window_too() -> None:
+    window = ConcurrencyWindow(4, initial=1)
+    window.grow()
+    assert window.current(0.0) == 2
+
+
+def _slow_start_over(rate: AdaptiveRate, first: int, over: float) -> None:
+    """A first phase of ``first`` answers in its last ``over`` seconds before a 429 at 1.0,
+    then a slow start refused at 6.0 after 900 answers."""
+    for i in range(first):
+        rate.on_accepted(1.0 - over + over * i / first, 0.05)
+    rate.on_event(1.0, 0.95, 0.0, 1.0)
+    for i in range(900):
+        rate.on_accepted(2.0 + 4.0 * i / 900, 0.05)
+    rate.on_event(6.0, 5.95, 2.0, 1.0)
+
+
+def test_a_window_count_in_the_first_second_caps_the_slow_start_estimate() -> None:
+    # 200 through in the first phase (a 1-s window's count), then a climb whose count the
+    # integral reads as well above it: the plateau stays just under the first count.
+    rate = AdaptiveRate()
+    _slow_start_over(rate, 200, 0.65)
+    assert rate._w_max == pytest.approx(0.99 * 200, rel=1e-6)
+
+
+def test_a_429_before_the_slow_start_estimate_held_cuts_a_little() -> None:
+    rate = AdaptiveRate()
+    _slow_start_over(rate, 30, 0.1)
+    plateau = rate._w_max
+    # Refused 3 s after resuming, on the climb to the plateau: it was too high.
+    at = 10.0
+    for i in range(400):
+        rate.on_accepted(at - 2.0 + 2.0 * i / 400, 0.05)
+    sending = rate.current(at - 0.05)
+    assert sending is not None
+    rate.on_event(at, at - 0.05, 7.0, 1.0)
+    assert rate._w_max == pytest.approx(0.95 * min(sending, 200.0), rel=0.02)
+    assert rate.rate == pytest.approx(0.97 * rate._w_max, rel=1e-6)  # not beta: a small cut
+    assert rate._w_max < plateau or sending < plateau
+    # The next one, soon after, is a limit that dropped: the full cut.
+    rate.on_event(12.0, 11.95, 11.0, 1.0)
+    assert rate.rate is not None
+    assert rate.rate <= 0.9 * rate._w_max

@@ -41,6 +41,23 @@ _LONG: Final = 8.0
 _ABOVE: Final = 1.01
 #: The plateau keeps this clear of the least rate refused (relative).
 _CLEAR: Final = 0.99
+#: A probe refused far above the plateau (or the rate the slow start settled at): the next
+#: plateau is this much under the rate accepted meanwhile (a bucket's burst inflates it).
+_FAR: Final = 0.95
+#: The slow start's estimate is replaced by the first second's count when that is this close
+#: under it (a window's count, which the climb overestimates).
+_PRIOR: Final = 0.8
+#: The plateau is refined towards the least rate refused only while that is this far above
+#: it (relative): a closer refinement gains less than the cool-down a refusal costs.
+_FINE: Final = 0.97
+#: Refined this part of the way towards the least rate refused (a bucket's burst lets a
+#: probe climb past the limit before it is refused: halfway overshoots).
+_STEP_UP: Final = 0.25
+#: After the slow start the climb to its rough estimate, and the probe above it, are this
+#: much steeper (the cube of the speed-up) than around a plateau that held.
+_SEARCH: Final = 8.0
+#: After a limit dropped, the probe above the next plateau is this much steeper.
+_AFTER_DROP: Final = 8.0
 
 
 class AdaptiveRate:
@@ -54,9 +71,14 @@ class AdaptiveRate:
     1. The first event ends the unlimited start. What got through was mostly the service's
        burst allowance, so the rate restarts low and climbs fast ("slow start": x1.5 every
        quarter second, a schedule known exactly).
-    2. The second event ends slow start. The accepted count over the climb, minus the burst,
-       equals the integral of ``min(send rate, limit)``: solved for the limit, it gives a good
-       estimate; the rate goes to ``settle`` times that.
+    2. The second event ends slow start. The accepted count over the climb, minus the burst
+       (what the first phase got through beyond the limit over its time, while the client's
+       window was open), equals the integral of ``min(send rate, limit)``: solved for the
+       limit, it gives an estimate; the rate goes to ``settle`` times that. When the first
+       second's count is close under the estimate, that count is taken instead (a window's,
+       which the climb overestimates). The estimate is rough, so the climb to it and the
+       probe above it are steeper than later; a 429 before anything held above it comes down
+       to just under what got through, without the cut of step 3.
     3. After that the rate follows a cubic curve (as TCP CUBIC does): from ``beta`` times the
        rate that met the 429 it climbs back to that rate in ``recover`` seconds, flattens out
        just under it, then probes above it, ever faster, so that a limit that rose is found
@@ -67,8 +89,8 @@ class AdaptiveRate:
        probes above it ``probe`` times as steeply as it climbed back.
     4. The plateau is held ``hold`` seconds before the probe. A probe refused above the
        plateau proves the plateau held: the limit lies between the two. While they are near
-       (the limit stayed put) the next plateau is halfway between the rate that held and the
-       least one refused (until within 1%), the rate restarts just under it (by ``beta``
+       (the limit stayed put) the next plateau is a quarter of the way from the rate that held
+       to the least one refused (until within 3%), the rate restarts just under it (by ``beta``
        if the plateau was held less than 8 s, as clients that share a limit see), and the hold
        doubles (up to 40 s, and half the time the limit has stayed put): on a steady limit
        the cool-downs become rare. A plateau above the one that held that is refused is cut
@@ -84,6 +106,7 @@ class AdaptiveRate:
     __slots__ = (
         "_accepted",
         "_burst",
+        "_burst_span",
         "_c",
         "_c_probe",
         "_hi",
@@ -92,6 +115,7 @@ class AdaptiveRate:
         "_latency",
         "_lo",
         "_peak",
+        "_searching",
         "_since",
         "_slow_start",
         "_stable",
@@ -101,6 +125,7 @@ class AdaptiveRate:
         "floor",
         "max_rate",
         "min_rate",
+        "opening",
         "plateau",
         "probe",
         "rate",
@@ -141,7 +166,9 @@ class AdaptiveRate:
         self.probe = probe
         self._accepted: collections.deque[float] = collections.deque()
         self._burst = 0.0
+        self._burst_span = 0.0
         self._slow_start = False
+        self._searching = False
         self._since = 0.0
         self._w_max = 0.0
         self._k = 0.0
@@ -154,6 +181,8 @@ class AdaptiveRate:
         self._hi = math.inf
         self._stable = 0.0
         self.concurrency = concurrency
+        self.opening = 0.0
+        """Round trips the client's window took to open at the start (it starts small)."""
         self.scale = 1.0
         """What this client's accepted answers are multiplied by to estimate everyone's (the
         number of processes sharing a quota; 1 alone)."""
@@ -210,7 +239,8 @@ class AdaptiveRate:
         rate = -1.0 if self.rate is None else self.rate
         hi = -1.0 if math.isinf(self._hi) else self._hi  # JSON has no infinity
         return [rate, self._since, float(self._slow_start), self._w_max, self._k, self._c,
-                self._burst, self._peak, self._hold, self._lo, hi, self._stable]  # fmt: skip
+                self._burst, self._peak, self._hold, self._lo, hi, self._stable,
+                float(self._searching)]  # fmt: skip
 
     def restore(self, state: list[float]) -> None:
         """Take over a :meth:`snapshot` (of this or another process)."""
@@ -222,6 +252,8 @@ class AdaptiveRate:
         if len(state) >= 12:
             self._hold, self._lo, hi, self._stable = (float(x) for x in state[8:12])
             self._hi = math.inf if hi < 0 else hi
+        if len(state) >= 13:
+            self._searching = bool(state[12])
 
     def measured(self, now: float, since: float) -> float | None:
         """The accepted rate over the last ``window`` seconds (not before ``since``), or
@@ -246,8 +278,9 @@ class AdaptiveRate:
             # start again as at the first. What got through in the last cool-down's length
             # before it was mostly the service's burst allowance.
             span = max(cooldown, 1.0)
-            accepted, _ = self._count_since(max(resumed_at, now - span))
+            accepted, first = self._count_since(max(resumed_at, now - span))
             self._burst = accepted
+            self._burst_span = now - first
             self._lo, self._hi, self._hold = 0.0, math.inf, _HOLD
             self.rate = self._bounded(accepted / span)
             self._slow_start = True
@@ -257,11 +290,21 @@ class AdaptiveRate:
             start = max(self._since, resumed_at)
             accepted, _ = self._count_since(start)
             span = max(sent_at - start, 1e-3)  # the climb ended when the refused one was sent
-            burst = min(self._burst, accepted / 4.0)
-            limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
+            limit = self._through_climb(accepted, rate, span)
+            if _PRIOR * limit <= rate < limit:
+                # The first second before the first 429 let nearly as many through: a window's
+                # count, which the climb overestimates (a fixed window's boundary lets the
+                # rest of the last second's through too).
+                limit = _CLEAR * rate
             self._slow_start = False
+            self._searching = True
             self._stable = now
-            self._decrease(now, min(limit, sending), self.settle, cooldown)
+            new = self._decrease(now, min(limit, sending), self.settle, cooldown)
+            # The estimate is rough (a burst it cannot tell from the limit): climb to it and
+            # probe above it faster than around a plateau that held.
+            self._c *= _SEARCH
+            self._c_probe *= _SEARCH
+            self._k = math.pow(max(0.0, self._w_max - new) / self._c, 1 / 3)
             return
         measured = self.measured(now, resumed_at)
         w = sending if measured is None else min(sending, measured)
@@ -269,7 +312,16 @@ class AdaptiveRate:
         # How long the rate had been at (or over) the plateau when the refused one was sent.
         held = sent_at - self._since - self._k
         lo = self._lo
-        if held > self._hold and sending > self._w_max * _ABOVE:
+        probed = held > self._hold and sending > self._w_max * _ABOVE
+        searching, self._searching = self._searching, False
+        if searching and not probed and sent_at - resumed_at >= _SOON:
+            # The estimate of the slow start was too high (nothing has held since): come down
+            # to just under what got through, without the cut of a limit that dropped. Once:
+            # another 429 soon after is one of a limit that dropped.
+            self._hi = min(self._hi, sending)
+            self._decrease(now, _FAR * w, _PROBE_CUT, cooldown)
+            return
+        if probed:
             # A probe above the plateau failed: the plateau held, the limit lies between it
             # and the rate the probe reached. (Refused barely above it, the plateau may have
             # been too high all along, only a bucket's burst letting it through for a while.)
@@ -283,8 +335,8 @@ class AdaptiveRate:
             else:  # far above it: the limit rose; start the search over from what got through
                 self._hi = sending
                 self._hold = _HOLD
-                target = max(lo, plateau * w)
-            cut = _PROBE_CUT if held >= _LONG else self.beta
+                target = max(lo, _FAR * w)
+            cut = _PROBE_CUT if held >= _LONG or searching else self.beta
             self._decrease(now, target, cut, cooldown)
             return
         if lo > 0.0 and sending > lo * 1.001:
@@ -309,6 +361,20 @@ class AdaptiveRate:
         if measured is not None and new < self.floor * measured:
             # Never below half of what the service has just accepted, for one 429.
             self._decrease(now, w, self.floor * measured / w, cooldown, plateau)
+        self._c_probe *= _AFTER_DROP  # a limit that moved may move back: find it soon
+
+    def _through_climb(self, accepted: float, rate: float, span: float) -> float:
+        """The limit that let ``accepted`` through a slow start of ``span`` seconds from
+        ``rate``, less the service's burst (what the first phase got through above it)."""
+        raw, cap = self._burst, accepted / 4.0
+        # The window opened at the start (doubling each round trip): for about half of that
+        # time the client sent under the limit, and the service's refills were lost.
+        full = max(0.0, self._burst_span - 0.5 * self.opening * max(self._latency, _LATENCY_FLOOR))
+        limit = _solve_limit(accepted - min(raw, cap), rate, self._GROWTH, self._STEP, span)
+        for _ in range(4):
+            burst = min(max(0.0, raw - limit * full), cap)
+            limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
+        return limit
 
     def _longer_hold(self, now: float) -> float:
         """Twice the hold, but not longer than half the time the limit has stayed put (one
@@ -317,10 +383,11 @@ class AdaptiveRate:
         return min(longest, max(_HOLD, 2.0 * self._hold))
 
     def _between(self) -> float:
-        """The next plateau, between the rate that held and the least one refused: halfway
-        while they are far apart, the one that held once they are within ``1 - _CLEAR``."""
+        """The next plateau, between the rate that held and the least one refused: a quarter
+        of the way while they are far apart, the one that held once they are within
+        ``1 - _FINE``."""
         lo, hi = self._lo, self._hi
-        return lo + 0.5 * (hi - lo) if hi * _CLEAR > lo else lo
+        return lo + _STEP_UP * (hi - lo) if hi * _FINE > lo else lo
 
     def _decrease(
         self, now: float, w: float, factor: float, cooldown: float, plateau: float = 1.0
@@ -403,14 +470,16 @@ class ConcurrencyWindow:
         "_ok",
         "_ok_at",
         "_ok_prev",
+        "_starting",
         "reprobe",
         "total",
     )
 
-    def __init__(self, total: int, *, grow_every: float = 10.0) -> None:
+    def __init__(self, total: int, *, grow_every: float = 10.0, initial: int | None = None) -> None:
         self.total = total
         self._grow_every = grow_every
-        self._limit = total
+        self._limit = total if initial is None else max(1, min(total, initial))
+        self._starting = self._limit < total
         self._cut_at = 0.0
         # The most requests in flight seen with an accepted answer, per 2-s bucket.
         self._ok = 0
@@ -426,6 +495,21 @@ class ConcurrencyWindow:
             self._ok, self._ok_at = 0, now
         if inflight > self._ok:
             self._ok = inflight
+        if self._starting:
+            self.grow()
+
+    @property
+    def opening(self) -> bool:
+        """Whether the window is still opening, as at the start (see :meth:`grow`)."""
+        return self._starting
+
+    def grow(self) -> None:
+        """At the start, one more in flight per answer that was not a 429 (twice as many each
+        round trip), up to ``total``: clients starting together on one limit do not each
+        send a whole window into it. A cut for a cap ends the start."""
+        if self._starting:
+            self._limit += 1
+            self._starting = self._limit < self.total
 
     def recent_ok(self) -> int:
         """The most requests in flight that an accepted answer had, over the last seconds."""
@@ -440,6 +524,7 @@ class ConcurrencyWindow:
         if inflight <= 1 or inflight <= self.recent_ok():
             return False
         limit = max(1, min(self.current(now), inflight - 1))
+        self._starting = False
         self.reprobe = limit >= self._limit
         if self.reprobe:
             # The probe above the window failed again: probe less often.

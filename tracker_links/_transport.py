@@ -301,10 +301,12 @@ class Transport:
             error: TrackerError
             retry_after: float | None = None
             window = self.gate.window
+            opening = False
             if window is not None:
                 allowed = window.current(clock())
                 if allowed != self.limiter.total:
                     self.limiter.resize(allowed)
+                opening = window.opening
             async with self.limiter:
                 epoch = await self._admit(req, started + retry.deadline)
                 sent_at = clock()
@@ -412,6 +414,14 @@ class Transport:
                     proven_unsent = status == 429
                 finally:
                     self.on_wire -= 1
+                    if opening and window is not None:
+                        # The window opens by one per round trip that ended without a 429
+                        # (a failure to connect too: it is no sign of a limit).
+                        if status is None:
+                            window.grow()
+                        allowed = window.current(clock())
+                        if allowed != self.limiter.total:
+                            self.limiter.resize(allowed)
             if not proven_unsent and not retry_uncertain:
                 raise UncertainError(error)
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
