@@ -370,8 +370,8 @@ class AdaptiveRate:
         # The window opened at the start (doubling each round trip): for about half of that
         # time the client sent under the limit, and the service's refills were lost.
         full = max(0.0, self._burst_span - 0.5 * self.opening * max(self._latency, _LATENCY_FLOOR))
-        limit = _solve_limit(accepted - min(raw, cap), rate, self._GROWTH, self._STEP, span)
-        for _ in range(4):
+        limit = 0.0  # at first the whole first phase counts as burst
+        for _ in range(5):
             burst = min(max(0.0, raw - limit * full), cap)
             limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
         return limit
@@ -495,8 +495,7 @@ class ConcurrencyWindow:
             self._ok, self._ok_at = 0, now
         if inflight > self._ok:
             self._ok = inflight
-        if self._starting:
-            self.grow()
+        self.grow()
 
     @property
     def opening(self) -> bool:

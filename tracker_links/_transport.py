@@ -18,7 +18,7 @@ import httpx
 from . import _protocol, _redirects, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
-from ._policy import RateGate, RetryPolicy
+from ._policy import ConcurrencyWindow, RateGate, RetryPolicy
 from ._quota import QuotaGate
 
 __all__ = ["Redirected", "Response", "Transport"]
@@ -303,9 +303,7 @@ class Transport:
             window = self.gate.window
             opening = False
             if window is not None:
-                allowed = window.current(clock())
-                if allowed != self.limiter.total:
-                    self.limiter.resize(allowed)
+                self._fit(window)
                 opening = window.opening
             async with self.limiter:
                 epoch = await self._admit(req, started + retry.deadline)
@@ -419,9 +417,7 @@ class Transport:
                         # (a failure to connect too: it is no sign of a limit).
                         if status is None:
                             window.grow()
-                        allowed = window.current(clock())
-                        if allowed != self.limiter.total:
-                            self.limiter.resize(allowed)
+                        self._fit(window)
             if not proven_unsent and not retry_uncertain:
                 raise UncertainError(error)
             delay = retry.next_delay(attempt, clock() - started, retry_after, self.rand)
@@ -440,6 +436,12 @@ class Transport:
             # A 429 waits in the shared cool-down inside _admit, unless it started none.
             if status != 429 or (self.quota is None and clock() >= self.gate.cooldown_until):
                 await self.sleep(delay)
+
+    def _fit(self, window: ConcurrencyWindow) -> None:
+        """Give the slots the size the learned window allows now."""
+        allowed = window.current(self.clock())
+        if allowed != self.limiter.total:
+            self.limiter.resize(allowed)
 
     async def aclose(self) -> None:
         await self.http.aclose()
