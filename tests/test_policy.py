@@ -512,6 +512,35 @@ def test_a_window_count_in_the_first_second_caps_the_slow_start_estimate() -> No
     assert rate._w_max == pytest.approx(0.99 * 200, rel=1e-6)
 
 
+def _plateau_end(rate: AdaptiveRate) -> float:
+    """How long after the cool-down the rate stays at its plateau."""
+    start = 7.0  # the cool-down of the 429 at 6.0 ends
+    plateau = rate._w_max
+    t = start
+    while (rate.current(t) or 0.0) <= plateau * (1.0 + 1e-9) and t < start + 60.0:
+        t += 0.01
+    return t - start
+
+
+def test_a_window_count_is_held_longer_than_a_rough_estimate() -> None:
+    # A window's count is what the limit is: its plateau is held 4 s before a probe that is
+    # no steeper than usual. The climb's estimate (a burst it cannot tell from the limit) is
+    # probed after 2 s, 8x as steeply. (Windows met a third probe in 50 s before: 1.11x.)
+    counted, rough = AdaptiveRate(), AdaptiveRate()
+    _slow_start_over(counted, 200, 0.65)
+    _slow_start_over(rough, 30, 0.1)
+    k_counted, k_rough = counted._k, rough._k
+    assert _plateau_end(counted) == pytest.approx(k_counted + 4.0, abs=0.05)
+    assert _plateau_end(rough) == pytest.approx(k_rough + 2.0, abs=0.05)
+    # 1 s into the probe, the rough one's is 8x as far above its plateau.
+    above = [
+        (r.current(7.0 + k + hold + 1.0) or 0.0) - r._w_max
+        for r, k, hold in ((counted, k_counted, 4.0), (rough, k_rough, 2.0))
+    ]
+    assert above[1] > 0.0
+    assert above[1] / above[0] == pytest.approx(8.0 * rough._w_max / counted._w_max, rel=0.2)
+
+
 def test_a_429_before_the_slow_start_estimate_held_cuts_a_little() -> None:
     rate = AdaptiveRate()
     _slow_start_over(rate, 30, 0.1)
