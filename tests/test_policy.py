@@ -274,11 +274,12 @@ def test_adaptive_lowers_on_a_429_then_climbs_back(limit: float) -> None:
     assert after is not None
     assert after < before
     # Then it climbs back on a cubic curve: to a plateau just under the rate that met the 429
-    # after ~10 s, and flat there (not above it) for a while.
+    # (or what got through, the limit, when that is less: a probe's 429) after ~10 s, and
+    # flat there (not above it) for a while.
     later = adaptive.current(now + 11.0)
     assert later is not None
     assert after < later <= before * 1.01
-    assert later > before * adaptive.plateau * 0.98
+    assert later > min(before, limit) * adaptive.plateau * 0.98
     # Then it holds there (2 s at first, longer each time a probe just above fails) and
     # probes above it, steeply: a limit that rose is found within ~30 s.
     probing = adaptive.current(now + 30.0)
@@ -512,6 +513,39 @@ def test_a_window_count_in_the_first_second_caps_the_slow_start_estimate() -> No
     assert rate._w_max == pytest.approx(0.99 * 200, rel=1e-6)
 
 
+def _plateau_end(rate: AdaptiveRate) -> float:
+    """How long after the cool-down the rate stays at its plateau."""
+    start = 7.0  # the cool-down of the 429 at 6.0 ends
+    plateau = rate._w_max
+    t = start
+    while (rate.current(t) or 0.0) <= plateau * (1.0 + 1e-9) and t < start + 60.0:
+        t += 0.01
+    return t - start
+
+
+def test_the_slow_start_plateau_is_held_4_s_and_a_rough_one_probed_steeply() -> None:
+    # After the slow start the plateau is held 4 s before the probe (with 2 s, buckets and
+    # windows met a third probe in 50 s: 1.11-1.12x). A window's count is what the limit
+    # is: the plateau is that count, and its probe no steeper than usual. The climb's
+    # estimate (a burst it cannot tell from the limit) gets a plateau 2% under it and a
+    # probe 8x as steep.
+    counted, rough = AdaptiveRate(), AdaptiveRate()
+    _slow_start_over(counted, 200, 0.65)
+    _slow_start_over(rough, 30, 0.1)
+    assert counted._w_max == pytest.approx(0.99 * 200, rel=1e-6)
+    assert rough._w_max == pytest.approx(0.98 * rough.rate / rough.settle, rel=1e-6)
+    k_counted, k_rough = counted._k, rough._k
+    assert _plateau_end(counted) == pytest.approx(k_counted + 4.0, abs=0.05)
+    assert _plateau_end(rough) == pytest.approx(k_rough + 4.0, abs=0.05)
+    # 1 s into the probe, the rough one's is 8x as far above its plateau.
+    above = [
+        (r.current(7.0 + k + 5.0) or 0.0) - r._w_max
+        for r, k in ((counted, k_counted), (rough, k_rough))
+    ]
+    assert above[1] > 0.0
+    assert above[1] / above[0] == pytest.approx(8.0 * rough._w_max / counted._w_max, rel=0.2)
+
+
 def test_a_429_before_the_slow_start_estimate_held_cuts_a_little() -> None:
     rate = AdaptiveRate()
     _slow_start_over(rate, 30, 0.1)
@@ -530,3 +564,26 @@ def test_a_429_before_the_slow_start_estimate_held_cuts_a_little() -> None:
     rate.on_event(12.0, 11.95, 11.0, 1.0)
     assert rate.rate is not None
     assert rate.rate <= 0.9 * rate._w_max
+
+
+def test_a_probe_past_the_limit_on_a_burst_is_judged_by_what_got_through() -> None:
+    # A plateau of 196/s that held; the probe above it climbs to 225/s on a bucket's burst
+    # before a 429, while 205/s got through (the limit and the burst's drain). That is a
+    # probe refused just above the plateau (the limit stayed put: probe less often, and
+    # refine only towards what got through), not a limit that rose. Judged by the rate
+    # sent, the hold started over at 2 s and the next plateau went over the limit.
+    rate = AdaptiveRate()
+    c = 196.0 * 0.1 / 12.0**3
+    rate.restore([190.0, 10.0, 0.0, 196.0, 1.0, c, 0.0, 200.0, 4.0, 190.0, -1.0, 0.0, 0.0])
+    sent = 10.0
+    while (rate.current(sent) or 0.0) < 225.0:
+        sent += 0.01
+    now = sent + 0.05
+    for i in range(410):  # 205/s over the 2 s before the 429
+        rate.on_accepted(now - 2.0 + 2.0 * (i + 1) / 410, 0.05)
+    rate.on_event(now, sent, 10.0, 1.0)
+    assert rate._hold > 4.0  # longer, not started over
+    assert rate._hi == pytest.approx(205.0, rel=0.01)
+    # 205 is within 5% of 196: no refinement, the plateau stays where it held.
+    assert rate._w_max == pytest.approx(196.0, rel=1e-6)
+    assert rate.rate == pytest.approx(0.97 * 196.0, rel=1e-6)  # held 8 s: the small cut

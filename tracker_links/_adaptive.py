@@ -48,8 +48,12 @@ _FAR: Final = 0.95
 #: under it (a window's count, which the climb overestimates).
 _PRIOR: Final = 0.8
 #: The plateau is refined towards the least rate refused only while that is this far above
-#: it (relative): a closer refinement gains less than the cool-down a refusal costs.
-_FINE: Final = 0.97
+#: it (relative): a closer refinement gains less than the cool-down a refusal costs (and a
+#: bucket's burst lifts what got through before a refusal by a few percent: with 3%, the
+#: plateau rose over a bucket's limit and met the full cut).
+_FINE: Final = 0.95
+#: The plateau after the slow start's rough estimate, relative to it.
+_ROUGH: Final = 0.98
 #: Refined this part of the way towards the least rate refused (a bucket's burst lets a
 #: probe climb past the limit before it is refused: halfway overshoots).
 _STEP_UP: Final = 0.25
@@ -74,11 +78,12 @@ class AdaptiveRate:
     2. The second event ends slow start. The accepted count over the climb, minus the burst
        (what the first phase got through beyond the limit over its time, while the client's
        window was open), equals the integral of ``min(send rate, limit)``: solved for the
-       limit, it gives an estimate; the rate goes to ``settle`` times that. When the first
-       second's count is close under the estimate, that count is taken instead (a window's,
-       which the climb overestimates). The estimate is rough, so the climb to it and the
-       probe above it are steeper than later; a 429 before anything held above it comes down
-       to just under what got through, without the cut of step 3.
+       limit, it gives an estimate; the rate goes to ``settle`` times that and climbs to a
+       plateau 2% under it, held 4 s. When the first second's count is close under the
+       estimate, that count is the plateau instead (a window's, which the climb
+       overestimates). The climb's estimate is rough, so the climb to it and the probe above
+       it are steeper than later; a 429 before anything held above it comes down to just
+       under what got through, without the cut of step 3.
     3. After that the rate follows a cubic curve (as TCP CUBIC does): from ``beta`` times the
        rate that met the 429 it climbs back to that rate in ``recover`` seconds, flattens out
        just under it, then probes above it, ever faster, so that a limit that rose is found
@@ -90,13 +95,14 @@ class AdaptiveRate:
     4. The plateau is held ``hold`` seconds before the probe. A probe refused above the
        plateau proves the plateau held: the limit lies between the two. While they are near
        (the limit stayed put) the next plateau is a quarter of the way from the rate that held
-       to the least one refused (until within 3%), the rate restarts just under it (by ``beta``
-       if the plateau was held less than 8 s, as clients that share a limit see), and the hold
-       doubles (up to 40 s, and half the time the limit has stayed put): on a steady limit
-       the cool-downs become rare. A plateau above the one that held that is refused is cut
-       by ``beta`` and the next one goes back towards the one that held. A 429 on the climb
-       back or on a plateau that had held means the limit dropped (or other clients took
-       more of it): the cut of step 3, and the search starts over with no hold.
+       to the least rate that got through when a probe was refused (until within 5%), the
+       rate restarts just under it (by ``beta`` if the plateau was held less than 8 s, as
+       clients that share a limit see), and the hold doubles (up to 40 s, and half the time
+       the limit has stayed put): on a steady limit the cool-downs become rare. A plateau
+       above the one that held that is refused is cut by ``beta`` and the next one goes back
+       towards the one that held. A 429 on the climb back or on a plateau that had held
+       means the limit dropped (or other clients took more of it): the cut of step 3, and the
+       search starts over with no hold.
 
     Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
     the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
@@ -291,7 +297,8 @@ class AdaptiveRate:
             accepted, _ = self._count_since(start)
             span = max(sent_at - start, 1e-3)  # the climb ended when the refused one was sent
             limit = self._through_climb(accepted, rate, span)
-            if _PRIOR * limit <= rate < limit:
+            counted = _PRIOR * limit <= rate < limit
+            if counted:
                 # The first second before the first 429 let nearly as many through: a window's
                 # count, which the climb overestimates (a fixed window's boundary lets the
                 # rest of the last second's through too).
@@ -299,11 +306,18 @@ class AdaptiveRate:
             self._slow_start = False
             self._searching = True
             self._stable = now
-            new = self._decrease(now, min(limit, sending), self.settle, cooldown)
-            # The estimate is rough (a burst it cannot tell from the limit): climb to it and
-            # probe above it faster than around a plateau that held.
+            # The climb's estimate is rough (a burst it cannot tell from the limit): its plateau
+            # is a little under it (one over the limit cost a 429 before anything held), and
+            # the climb to it and the probe above it are steeper than around a plateau that
+            # held. A window's count is not rough: its plateau is the count, and its probe is
+            # not steeper. Either is held twice as long as later ones before the probe (with
+            # 2 s, buckets and windows met a third probe in 50 s: 1.11-1.12x).
+            plateau = 1.0 if counted else _ROUGH
+            new = self._decrease(now, min(limit, sending), self.settle, cooldown, plateau)
+            self._hold = 2.0 * _HOLD
             self._c *= _SEARCH
-            self._c_probe *= _SEARCH
+            if not counted:
+                self._c_probe *= _SEARCH
             self._k = math.pow(max(0.0, self._w_max - new) / self._c, 1 / 3)
             return
         measured = self.measured(now, resumed_at)
@@ -326,10 +340,13 @@ class AdaptiveRate:
             # and the rate the probe reached. (Refused barely above it, the plateau may have
             # been too high all along, only a bucket's burst letting it through for a while.)
             lo = self._lo = self._w_max
-            if sending <= lo * (1.0 + _NARROW):
+            if w <= lo * (1.0 + _NARROW):
                 # Just above it: the limit is where it was. Refine between the two, and
-                # probe less often (each probe costs a cool-down).
-                self._hi = min(self._hi, sending)
+                # probe less often (each probe costs a cool-down). Judged by what got through,
+                # not by the rate sent: a bucket's burst lets a probe climb 10% past the limit
+                # before it is refused, which looked like a limit that rose (and the hold
+                # started over at 2 s).
+                self._hi = min(self._hi, w)
                 self._hold = self._longer_hold(now)
                 target = self._between()
             else:  # far above it: the limit rose; start the search over from what got through
