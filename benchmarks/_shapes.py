@@ -179,11 +179,14 @@ def simulate(
     stagger: float = 0.0,
     seed: int = 1,
     quota: bool = False,
+    quota_rtt: float = 0.0,
 ) -> Result:
     """``clients`` separate clients, ``n`` creates each, against one shaped fake (trio).
 
     ``quota=True``: the clients share one :class:`tracker_links.FileQuota` (a temporary file,
-    on the virtual clock), as processes that coordinate do; ``rate_limit`` is then the total."""
+    on the virtual clock), as processes that coordinate do; ``rate_limit`` is then the total.
+    ``quota_rtt``: each of its operations takes that long (half before, half after the
+    locked step), as a :class:`tracker_links.RedisQuota`'s round trip does."""
     import tempfile
 
     import trio
@@ -226,7 +229,8 @@ def simulate(
             specs = [(f"TEST-{i}", f"TEST-{i + 1}", "relates") for i in range(start, start + n)]
             extra: dict[str, Any] = {}
             if quota_path is not None:
-                extra["quota"] = FileQuota(quota_path, clock=trio.current_time)
+                shared = FileQuota(quota_path, clock=trio.current_time)
+                extra["quota"] = _RoundTrip(shared, quota_rtt) if quota_rtt > 0 else shared
             client: TrackerClient = fake.client(
                 max_concurrency=max_concurrency,
                 rate_limit=rate_limit,
@@ -259,6 +263,37 @@ def simulate(
         finally:
             log.setLevel(level)
     return result
+
+
+class _RoundTrip:
+    """A quota whose operations take ``rtt`` (virtual) seconds: half on the way there, half on
+    the way back, as a Redis server's round trip."""
+
+    def __init__(self, quota: Any, rtt: float) -> None:
+        self.quota, self.half = quota, rtt / 2
+
+    async def admit(self, interval: float | None, member: str, growth: float = 0.0) -> Any:
+        import trio
+
+        await trio.sleep(self.half)
+        answer = await self.quota.admit(interval, member, growth)
+        await trio.sleep(self.half)
+        return answer
+
+    async def rate_limited(self, epoch: int, cooldown: float, adaptive: Any) -> bool:
+        import trio
+
+        await trio.sleep(self.half)
+        news: bool = await self.quota.rate_limited(epoch, cooldown, adaptive)
+        await trio.sleep(self.half)
+        return news
+
+    async def __aenter__(self) -> Any:
+        await self.quota.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.quota.__aexit__(*exc)
 
 
 LATENCY = 0.05

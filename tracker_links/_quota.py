@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import fcntl
 import json
+import math
 import os
 import secrets
 import time
@@ -33,6 +34,8 @@ __all__ = ["FileQuota", "Quota", "RedisQuota", "Shared", "book", "quota_from_url
 
 #: Seconds a lease lives after its process's last admission.
 LEASE: Final = 10.0
+#: A growing rate is booked at the rate of its slot up to this far ahead of the admission.
+AHEAD: Final = 4.0
 _RECORD: Final = 4096  # the file's fixed size: one JSON record, space-padded
 
 
@@ -62,8 +65,13 @@ class Admission:
     slots: int = 0  # slots booked so far by everyone (this one included)
 
 
-def book(state: Shared, now: float, interval: float | None, member: str) -> Admission:
-    """Admit one request at ``now``: GCRA on the shared timeline, no burst (pure)."""
+def book(
+    state: Shared, now: float, interval: float | None, member: str, growth: float = 0.0
+) -> Admission:
+    """Admit one request at ``now``: GCRA on the shared timeline, no burst (pure).
+
+    ``interval`` is the spacing at ``now``; a rate that grows (``growth``: d ln rate / dt, per
+    second) is booked at the rate in force at the slot itself, up to ``AHEAD`` seconds on."""
     members = state.members
     members[member] = now + LEASE
     for name in [m for m, until in members.items() if until < now]:
@@ -74,6 +82,8 @@ def book(state: Shared, now: float, interval: float | None, member: str) -> Admi
         wait, booked = 0.0, True
     else:
         tat = state.tat if state.tat > now else now
+        if growth > 0.0:
+            interval *= math.exp(-growth * min(tat - now, AHEAD))
         state.tat = tat + interval
         wait, booked = tat - now, True
     if booked:
@@ -101,7 +111,9 @@ def report(
 class Quota(Protocol):
     """What a shared quota does; :class:`FileQuota` and :class:`RedisQuota` implement it."""
 
-    async def admit(self, interval: float | None, member: str) -> Admission: ...
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0
+    ) -> Admission: ...
 
     async def rate_limited(
         self, epoch: int, cooldown: float, adaptive: list[float] | None
@@ -175,8 +187,8 @@ class FileQuota:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
-    async def admit(self, interval: float | None, member: str) -> Admission:
-        result: Admission = self._locked(lambda s, now: book(s, now, interval, member))
+    async def admit(self, interval: float | None, member: str, growth: float = 0.0) -> Admission:
+        result: Admission = self._locked(lambda s, now: book(s, now, interval, member, growth))
         return result
 
     async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:
@@ -194,13 +206,17 @@ class FileQuota:
 
 
 # The same two operations in Lua, on one hash (the record) and one sorted set (the leases).
-# The clock is the Redis server's, so processes on different machines share it.
+# The clock is the Redis server's, so processes on different machines share it. Times go out in
+# full (``num``): Lua's ``tostring`` keeps 14 digits, a tenth of a millisecond of a clock that
+# counts seconds since 1970, and every booking of 1.001 / 200 s rounded down to 5.0 ms.
 _LUA_NOW = """
+local function num(x) return string.format('%.17g', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 _LUA_ADMIT = (
     _LUA_NOW
+    + f"local AHEAD = {AHEAD!r}\n"
     + """
 local interval = tonumber(ARGV[1])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
@@ -220,12 +236,14 @@ else
   if interval > 0 then
     if tat < now then tat = now end
     wait = tat - now
-    redis.call('HSET', KEYS[1], 'tat', tostring(tat + interval))
+    local growth = tonumber(ARGV[4]) or 0
+    if growth > 0 then interval = interval * math.exp(-growth * math.min(wait, AHEAD)) end
+    redis.call('HSET', KEYS[1], 'tat', num(tat + interval))
   end
   slots = redis.call('HINCRBY', KEYS[1], 'slots', 1)
 end
 redis.call('PEXPIRE', KEYS[1], 86400000)
-return {tostring(wait), booked, epoch, adaptive, members, tostring(now), slots}
+return {num(wait), booked, epoch, adaptive, members, num(now), slots}
 """
 )
 _LUA_REPORT = (
@@ -237,10 +255,10 @@ local s = redis.call('HMGET', KEYS[1], 'cooldown_until', 'epoch')
 local cool = tonumber(s[1]) or 0
 if untl > cool then
   cool = untl
-  redis.call('HSET', KEYS[1], 'cooldown_until', tostring(cool))
+  redis.call('HSET', KEYS[1], 'cooldown_until', num(cool))
 end
 if epoch ~= (tonumber(s[2]) or 0) then return 0 end
-redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', tostring(cool))
+redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', num(cool))
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'adaptive', ARGV[3]) end
 return 1
 """
@@ -299,10 +317,10 @@ class RedisQuota:
     def _keys(self) -> list[str]:
         return [f"{self.key}:state", f"{self.key}:members"]
 
-    async def admit(self, interval: float | None, member: str) -> Admission:
+    async def admit(self, interval: float | None, member: str, growth: float = 0.0) -> Admission:
         if self._admit is None:
             raise InvalidInputError("enter the RedisQuota (async with) before using it")
-        args = [repr(interval or 0.0), member, repr(LEASE)]
+        args = [repr(interval or 0.0), member, repr(LEASE), repr(growth)]
         wait, booked, epoch, adaptive, members, now, slots = await self._admit(self._keys(), args)
         return Admission(
             float(wait),
@@ -351,6 +369,9 @@ _SAMPLE: Final = 0.05
 _SHARE_SPAN: Final = 8.0
 _SHARE_MIN: Final = 20
 
+#: The growth of the rate booked at is measured over this span (seconds).
+_GROWTH_SPAN: Final = 1.0
+
 #: The entries of :meth:`AdaptiveRate.snapshot` that are times (the phase start, the time the
 #: limit last moved): shared in the quota's clock, used in each process's own.
 _TIMES: Final = (1, 11)
@@ -367,31 +388,42 @@ class QuotaGate:
         self.member = new_member()
         self.offset = 0.0  # the quota's clock minus the local one
         self.version: list[float] | None = None
-        self.slot = 0.0  # the last slot booked (local clock): where the shared timeline was
         self.resumed_at = 0.0  # when sending resumed after the shared cool-down (local clock)
         self.own = 0  # slots this client booked
         self.samples: collections.deque[tuple[float, int, int]] = collections.deque()
         self.epoch = 0
         """The latest epoch this process knows of: a booking of an older one is void."""
 
-    def _interval(self, now: float) -> float | None:
-        # The adaptive rate moves with time: book at the rate in force at the slot (the shared
-        # timeline is about where the last booking left it), not now. Booked at the rate of
-        # now, the slots of a slow start kept its first rate: 64 workers of 4 clients booked
-        # 16 s ahead at 4/s, and the climb went on, unbounded, with nothing sent.
-        rate = self.gate.current_rate(max(now, self.slot))
-        return None if rate is None else 1.001 / rate
+    def _interval(self, now: float) -> tuple[float | None, float]:
+        """The spacing at ``now`` and how fast the rate grows (d ln rate / dt, per second).
+
+        The adaptive rate moves with time: the quota books each slot at the rate in force at
+        the slot itself. Booked at the rate of now, the slots of a slow start kept its first
+        rate: 64 workers of 4 clients booked 16 s ahead at 4/s, and the climb went on,
+        unbounded, with nothing sent. (At the rate of this process's own last slot, 128
+        workers of 8 processes behind a round trip to Redis still booked 5 s ahead at 24/s:
+        none of them knew where the others' bookings had left the timeline.)"""
+        gate = self.gate
+        rate = gate.current_rate(now)
+        if rate is None:
+            return None, 0.0
+        growth = 0.0
+        if gate.rate is None:
+            later = gate.current_rate(now + _GROWTH_SPAN)
+            if later is not None and later > rate:
+                growth = math.log(later / rate) / _GROWTH_SPAN  # the secant over the span
+        return 1.001 / rate, growth
 
     async def admit(self) -> Admission:
         """One round trip: a booked slot (sleep ``wait``, then go) or a cool-down to wait out."""
         gate = self.gate
         now = self.clock()
-        answer = await self.quota.admit(self._interval(now), self.member)
+        interval, growth = self._interval(now)
+        answer = await self.quota.admit(interval, self.member, growth)
         self.offset = answer.now - self.clock()
         if answer.epoch > self.epoch:
             self.epoch = answer.epoch
         if answer.booked:
-            self.slot = now + answer.wait
             self.own += 1
             self._sample(now, answer.slots)
         elif now + answer.wait > self.resumed_at:
@@ -434,36 +466,39 @@ class QuotaGate:
         """A 429 for a request admitted in ``epoch``: the first report of an epoch is the
         quota's event; only then does what this process learns from it become everyone's."""
         gate = self.gate
+        if epoch < self.epoch:
+            # Of a burst this process knows of already (it reported it, or took the event from
+            # the quota): nothing to learn. Judged again, each such 429 restarted the estimate
+            # from the phase just begun (sending had "resumed" at the refused one's send).
+            guess = gate.cooldown_guess if cooldown is None else cooldown
+            await self.quota.rate_limited(epoch, guess, None)
+            return
         adaptive = gate.adaptive
         before = adaptive.snapshot() if adaptive is not None else None
-        window = gate.window
-        kept = _slots(window) if window is not None else None
         # The quota decides what is news, but the estimator measures from when sending
         # resumed after the shared cool-down, not after this process's last 429: with that,
         # the climb of a slow start looked 1 ms long and the limit 4/s.
         gate.resumed_at = min(self.resumed_at, sent_at)
-        gate.on_rate_limited(now, sent_at, cooldown, inflight)
+        # No count in flight: this process's own says nothing of a cap on everyone's, and at
+        # the top of a slow start's climb it is the most ever, which looked like a cap: the
+        # event went to the window, the rate that met it was shared as the rate to climb on.
+        gate.on_rate_limited(now, sent_at, cooldown, 0)
         wait = max(0.0, gate.cooldown_until - now)
-        after = None
+        mine = after = None
         if adaptive is not None:
-            after = adaptive.snapshot()
+            mine = adaptive.snapshot()
+            after = list(mine)
             for at in _TIMES:
                 after[at] += self.offset
-        if epoch + 1 > self.epoch:
-            self.epoch = epoch + 1  # the booked slots of this epoch are void now
+        self.epoch = epoch + 1  # the booked slots of this epoch are void now
         if await self.quota.rate_limited(epoch, wait, after):
             self.version = after
             return
-        # Another process's report of the same burst came first: this 429 is not news, for
-        # the rate nor for the learned window (cut for every 429 of a burst, the windows of
-        # 4 clients shrank to 2-3 in flight each: 80-120 req/s of a 200/s limit).
-        if adaptive is not None and before is not None:
+        # Another process's report of the same burst came first: this 429 is not news. Undo
+        # what this report changed, unless something changed it since: while the report was
+        # on its way (a round trip to Redis), another request of this process may have taken
+        # the event that came first from the quota, which an undo threw away (for good: that
+        # state was marked as known, and the process paced at a rate from before the event).
+        if adaptive is not None and before is not None and adaptive.snapshot() == mine:
             adaptive.restore(before)
-        if window is not None and kept is not None:
-            for name, value in kept.items():
-                setattr(window, name, value)
-
-
-def _slots(obj: Any) -> dict[str, Any]:
-    """The state of a ``__slots__`` object, to put back with ``setattr``."""
-    return {name: getattr(obj, name) for name in type(obj).__slots__}
+        self.version = None  # the event that came first is in the quota: the next admit takes it
