@@ -272,11 +272,13 @@ class _RoundTrip:
     def __init__(self, quota: Any, rtt: float) -> None:
         self.quota, self.half = quota, rtt / 2
 
-    async def admit(self, interval: float | None, member: str, growth: float = 0.0) -> Any:
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Any:
         import trio
 
         await trio.sleep(self.half)
-        answer = await self.quota.admit(interval, member, growth)
+        answer = await self.quota.admit(interval, member, growth, accepted)
         await trio.sleep(self.half)
         return answer
 

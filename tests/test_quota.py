@@ -239,6 +239,16 @@ async def test_redis_quota_shares_the_cooldown(redis_url: str, anyio_backend: st
         assert other.members == 2
 
 
+async def test_redis_quota_sums_everyones_accepted_answers(
+    redis_url: str, anyio_backend: str
+) -> None:
+    key = f"accepted-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as one, RedisQuota(redis_url, key=key) as two:
+        assert (await one.admit(0.001, "a", 0.0, 3)).accepted == 3
+        assert (await two.admit(0.001, "b", 0.0, 2)).accepted == 5
+        assert (await one.admit(None, "a")).accepted == 5
+
+
 async def test_redis_quota_books_in_full_precision(redis_url: str, anyio_backend: str) -> None:
     # Lua's tostring kept 14 digits of the server's clock (a tenth of a millisecond): every
     # 5.005 ms booking (1.001 / 200) went on the timeline as 5.0 ms, the rate 0.1% over R.

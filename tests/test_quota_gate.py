@@ -29,9 +29,14 @@ class HeldQuota:
         self.reporting = anyio.Event()
         self.release = anyio.Event()
         self.reports: list[tuple[int, float, list[float] | None]] = []
+        self.accepted = 0  # everyone's answers other than 429
+        self.others = 0  # accepted answers of the other members per one of this client's
 
-    async def admit(self, interval: float | None, member: str, growth: float = 0.0) -> Admission:
-        return Admission(0.0, True, self.epoch, self.shared, 2, self.now, 0)
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Admission:
+        self.accepted += accepted * (1 + self.others)
+        return Admission(0.0, True, self.epoch, self.shared, 2, self.now, 0, self.accepted)
 
     async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:
         self.reports.append((epoch, cooldown, adaptive))
@@ -150,6 +155,36 @@ async def test_a_429_at_the_top_of_a_climb_is_the_rates_not_a_cap(anyio_backend:
     await shared.rate_limited(1, 4.0, 3.98, 1.0, 9)
     assert not adaptive.slow_start
     assert window.current(4.0) == 16
+
+
+async def test_an_event_scales_by_the_share_of_the_answers_accepted(anyio_backend: str) -> None:
+    # The others had 3 accepted answers for each of this client's since the cool-down (and
+    # none before): its counts are a quarter of the quota's, whatever the members' number.
+    quota = HeldQuota(news=True, hold=False)
+    shared, gate, now = _setup(quota)
+    adaptive = gate.adaptive
+    assert adaptive is not None
+    now[0] = 1.5
+    await shared.admit()
+    shared.accepted += 50  # before the cool-down ended: another span
+    now[0] = 1.9
+    await shared.admit()
+    shared.resumed_at = 2.0
+    quota.others = 3
+    for i in range(40):
+        now[0] = 2.0 + 0.05 * i
+        shared.accepted += 1
+        await shared.admit()
+    now[0] = 4.0
+    await shared.rate_limited(1, 4.0, 3.98, 1.0, 4)
+    assert adaptive.scale == pytest.approx(4.0)
+
+
+def test_book_sums_everyones_accepted_answers() -> None:
+    state = Shared()
+    assert book(state, 0.0, 0.01, "a", accepted=3).accepted == 3
+    assert book(state, 0.0, 0.01, "b", accepted=2).accepted == 5
+    assert book(state, 0.0, None, "a").accepted == 5
 
 
 def test_book_at_the_rate_of_the_slot() -> None:
