@@ -1,4 +1,4 @@
-"""A client's side of a shared quota (:class:`tracker_links._quota.QuotaGate`), on both backends.
+"""A client's side of a shared quota (:class:`tracker_links._quota_gate.QuotaGate`).
 
 The quota here is a stub whose report can be held "on its way" (a round trip to Redis), so that
 what other requests of the same process do meanwhile is under the test's control.
@@ -14,7 +14,8 @@ import pytest
 
 from tracker_links._adaptive import AdaptiveRate, ConcurrencyWindow
 from tracker_links._policy import RateGate
-from tracker_links._quota import AHEAD, Admission, QuotaGate, Shared, book
+from tracker_links._quota import AHEAD, Admission, Shared, book
+from tracker_links._quota_gate import QuotaGate
 
 
 class HeldQuota:

@@ -19,7 +19,7 @@ from . import _protocol, _redirects, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
 from ._policy import ConcurrencyWindow, RateGate, RetryPolicy
-from ._quota import QuotaGate
+from ._quota_gate import QuotaGate
 
 __all__ = ["Redirected", "Response", "Transport"]
 
