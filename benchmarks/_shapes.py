@@ -205,6 +205,7 @@ def simulate(
         scheduler._r.seed(seed)
     shape = make_shape()
     total = n * clients
+    ties = random.Random(seed)
 
     async def main() -> Result:
         fake = shaped_fake(
@@ -230,7 +231,7 @@ def simulate(
             extra: dict[str, Any] = {}
             if quota_path is not None:
                 shared = FileQuota(quota_path, clock=trio.current_time)
-                extra["quota"] = _RoundTrip(shared, quota_rtt) if quota_rtt > 0 else shared
+                extra["quota"] = _RoundTrip(shared, quota_rtt, ties)
             client: TrackerClient = fake.client(
                 max_concurrency=max_concurrency,
                 rate_limit=rate_limit,
@@ -267,27 +268,37 @@ def simulate(
 
 class _RoundTrip:
     """A quota whose operations take ``rtt`` (virtual) seconds: half on the way there, half on
-    the way back, as a Redis server's round trip."""
+    the way back, as a Redis server's round trip (none: ``rtt=0``).
 
-    def __init__(self, quota: Any, rtt: float) -> None:
-        self.quota, self.half = quota, rtt / 2
+    A cool-down's wait gets a seeded hair of jitter: every waiting request of every client
+    would wake at the cool-down's very end, and trio breaks ties between equal deadlines by
+    object address, so which client's requests went first (and the run) changed every time."""
+
+    def __init__(self, quota: Any, rtt: float, ties: random.Random) -> None:
+        self.quota, self.half, self.ties = quota, rtt / 2, ties
 
     async def admit(
         self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
     ) -> Any:
         import trio
 
-        await trio.sleep(self.half)
+        if self.half:
+            await trio.sleep(self.half)
         answer = await self.quota.admit(interval, member, growth, accepted)
-        await trio.sleep(self.half)
+        if self.half:
+            await trio.sleep(self.half)
+        if not answer.booked:
+            answer = attrs.evolve(answer, wait=answer.wait + 1e-6 * self.ties.random())
         return answer
 
     async def rate_limited(self, epoch: int, cooldown: float, adaptive: Any) -> bool:
         import trio
 
-        await trio.sleep(self.half)
+        if self.half:
+            await trio.sleep(self.half)
         news: bool = await self.quota.rate_limited(epoch, cooldown, adaptive)
-        await trio.sleep(self.half)
+        if self.half:
+            await trio.sleep(self.half)
         return news
 
     async def __aenter__(self) -> Any:

@@ -181,6 +181,28 @@ async def test_an_event_scales_by_the_share_of_the_answers_accepted(anyio_backen
     assert adaptive.scale == pytest.approx(4.0)
 
 
+async def test_the_first_phases_span_is_shared_with_its_burst(anyio_backend: str) -> None:
+    # The slow start's estimate takes the first phase's burst off over that phase's span: a
+    # member that had no 429 then has no span of its own (it took all of the burst off).
+    quota = HeldQuota(news=True, hold=False)
+    shared, gate, now = _setup(quota)
+    reporter = _slow_start()
+    assert reporter._burst_span > 0.0
+    adaptive = gate.adaptive
+    assert adaptive is not None
+    assert adaptive._burst_span == 0.0
+    quota.shared = [*reporter.snapshot(), reporter._burst_span]
+    await shared.admit()
+    assert adaptive._burst_span == reporter._burst_span
+    assert adaptive.snapshot() == reporter.snapshot()
+    # What this member reports carries its span too.
+    _climbed(adaptive)
+    now[0] = 4.0
+    await shared.rate_limited(1, 4.0, 3.98, 1.0, 4)
+    assert quota.reports[-1][2] is not None
+    assert quota.reports[-1][2][-1] == adaptive._burst_span
+
+
 def test_book_sums_everyones_accepted_answers() -> None:
     state = Shared()
     assert book(state, 0.0, 0.01, "a", accepted=3).accepted == 3
