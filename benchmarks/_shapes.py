@@ -179,11 +179,14 @@ def simulate(
     stagger: float = 0.0,
     seed: int = 1,
     quota: bool = False,
+    quota_rtt: float = 0.0,
 ) -> Result:
     """``clients`` separate clients, ``n`` creates each, against one shaped fake (trio).
 
     ``quota=True``: the clients share one :class:`tracker_links.FileQuota` (a temporary file,
-    on the virtual clock), as processes that coordinate do; ``rate_limit`` is then the total."""
+    on the virtual clock), as processes that coordinate do; ``rate_limit`` is then the total.
+    ``quota_rtt``: each of its operations takes that long (half before, half after the
+    locked step), as a :class:`tracker_links.RedisQuota`'s round trip does."""
     import tempfile
 
     import trio
@@ -202,6 +205,7 @@ def simulate(
         scheduler._r.seed(seed)
     shape = make_shape()
     total = n * clients
+    ties = random.Random(seed)
 
     async def main() -> Result:
         fake = shaped_fake(
@@ -226,7 +230,8 @@ def simulate(
             specs = [(f"TEST-{i}", f"TEST-{i + 1}", "relates") for i in range(start, start + n)]
             extra: dict[str, Any] = {}
             if quota_path is not None:
-                extra["quota"] = FileQuota(quota_path, clock=trio.current_time)
+                shared = FileQuota(quota_path, clock=trio.current_time)
+                extra["quota"] = _RoundTrip(shared, quota_rtt, ties)
             client: TrackerClient = fake.client(
                 max_concurrency=max_concurrency,
                 rate_limit=rate_limit,
@@ -259,6 +264,49 @@ def simulate(
         finally:
             log.setLevel(level)
     return result
+
+
+class _RoundTrip:
+    """A quota whose operations take ``rtt`` (virtual) seconds: half on the way there, half on
+    the way back, as a Redis server's round trip (none: ``rtt=0``).
+
+    A cool-down's wait gets a seeded hair of jitter: every waiting request of every client
+    would wake at the cool-down's very end, and trio breaks ties between equal deadlines by
+    object address, so which client's requests went first (and the run) changed every time."""
+
+    def __init__(self, quota: Any, rtt: float, ties: random.Random) -> None:
+        self.quota, self.half, self.ties = quota, rtt / 2, ties
+
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Any:
+        import trio
+
+        if self.half:
+            await trio.sleep(self.half)
+        answer = await self.quota.admit(interval, member, growth, accepted)
+        if self.half:
+            await trio.sleep(self.half)
+        if not answer.booked:
+            answer = attrs.evolve(answer, wait=answer.wait + 1e-6 * self.ties.random())
+        return answer
+
+    async def rate_limited(self, epoch: int, cooldown: float, adaptive: Any) -> bool:
+        import trio
+
+        if self.half:
+            await trio.sleep(self.half)
+        news: bool = await self.quota.rate_limited(epoch, cooldown, adaptive)
+        if self.half:
+            await trio.sleep(self.half)
+        return news
+
+    async def __aenter__(self) -> Any:
+        await self.quota.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.quota.__aexit__(*exc)
 
 
 LATENCY = 0.05

@@ -1,5 +1,5 @@
-"""``python -m benchmarks.quota [--k 4,8] [--n 10000] [--rate 200] [--adaptive]``: processes on
-one quota.
+"""``python -m benchmarks.quota [--k 4,8] [--n 10000] [--rate 200] [--adaptive] [--trace]
+[--quotas file,redis,none]``: processes on one quota.
 
 k real processes (half on asyncio, half on trio), ``N / k`` creates each, all with
 ``rate_limit=R`` and one shared quota (a :class:`tracker_links.FileQuota`, and a
@@ -8,7 +8,8 @@ when one is installed), against one fake Tracker served over loopback with an R 
 bucket. Prints the wall time against the ideal ``N / R`` and the share answered 429; then the
 same without a quota (each process at ``R / k``) for comparison. ``--adaptive``: every process
 with ``rate_limit=None`` instead (the quota shares the learned rate; without a quota the
-processes each learn their own).
+processes each learn their own). ``--trace``: after each row, the requests the fake accepted
+and refused in each second of the run (as an HTML comment).
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ def run_processes(
     kill_first_after: float | None = None,
     adaptive: bool = False,
     latency: float = 0.02,
+    trace: list[tuple[float, bool]] | None = None,
 ) -> tuple[list[dict[str, Any]], FakeTracker]:
     """``k`` worker processes of ``n`` creates each; returns the survivors' results.
-    ``adaptive``: each with ``rate_limit=None``."""
-    fake = FakeTracker({"TEST": k * n + 2}, latency=latency, rate_limit=rate, rate_burst=20)
+    ``adaptive``: each with ``rate_limit=None``; ``trace``: gets the fake's ``(time, accepted)``
+    for every request."""
+    if trace is None:
+        fake = FakeTracker({"TEST": k * n + 2}, latency=latency, rate_limit=rate, rate_burst=20)
+    else:
+        fake = FakeTracker({"TEST": k * n + 2}, latency=latency, limit=_Traced(rate, trace))
     with fake.serve() as url:
         at = time.time() + 3.0  # every process starts at this wall time, imports done
         procs = []
@@ -87,6 +93,31 @@ def run_processes(
                 raise RuntimeError(f"worker {i} exited with {proc.returncode}")
             results.append(json.loads(out.strip().splitlines()[-1]))
     return results, fake
+
+
+class _Traced:
+    """The same token bucket (burst 20), noting each request's time and whether it went."""
+
+    def __init__(self, rate: float, log: list[tuple[float, bool]]) -> None:
+        from ._shapes import TokenBucket
+
+        self.bucket, self.log = TokenBucket(rate, 20), log
+
+    def admit(self, now: float, inflight: int) -> bool:
+        ok = self.bucket.admit(now, inflight)
+        self.log.append((now, ok))
+        return ok
+
+
+def _per_second(log: list[tuple[float, bool]]) -> str:
+    """``second:accepted/refused`` for each second of the run."""
+    if not log:
+        return ""
+    start = log[0][0]
+    counts: dict[int, list[int]] = {}
+    for at, ok in log:
+        counts.setdefault(int(at - start), [0, 0])[0 if ok else 1] += 1
+    return " ".join(f"{s}:{a}/{r}" for s, (a, r) in sorted(counts.items()))
 
 
 def _free_port() -> int:
@@ -128,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--latency", type=float, default=0.02, help="the fake's, in seconds")
     ap.add_argument("--adaptive", action="store_true", help="rate_limit=None in every process")
+    ap.add_argument("--trace", action="store_true", help="print accepted/429 per second")
+    ap.add_argument("--quotas", default="file,redis,none", help="which of file,redis,none")
     args = ap.parse_args(argv)
+    which = set(args.quotas.split(","))
     mode = "rate_limit=None" if args.adaptive else f"rate_limit={args.rate:g}"
     print(f"N = {args.n:,} in all, R = {args.rate:g}/s, {1000 * args.latency:g} ms latency, "
           f"{mode}; ideal N / R = {args.n / args.rate:.1f} s", flush=True)  # fmt: skip
@@ -137,14 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, redis_server(tmp) as redis:
         for k in (int(x) for x in args.k.split(",")):
             n = args.n // k
-            quotas: list[tuple[str, str | None, float | None]] = [
-                ("FileQuota", f"file:{tmp}/quota-{k}", None)
-            ]
-            if redis is not None:
+            quotas: list[tuple[str, str | None, float | None]] = []
+            if "file" in which:
+                quotas.append(("FileQuota", f"file:{tmp}/quota-{k}", None))
+            if redis is not None and "redis" in which:
                 quotas.append(("RedisQuota", f"{redis}?key=bench-{k}", None))
             none = "none, each its own" if args.adaptive else f"none, R/{k} each"
-            quotas.append((none, None, args.rate / k))
+            if "none" in which:
+                quotas.append((none, None, args.rate / k))
             for name, quota, each in quotas:
+                trace: list[tuple[float, bool]] | None = [] if args.trace else None
                 results, fake = run_processes(
                     quota,
                     k,
@@ -153,12 +189,15 @@ def main(argv: list[str] | None = None) -> int:
                     per_process_rate=each,
                     adaptive=args.adaptive,
                     latency=args.latency,
+                    trace=trace,
                 )
                 wall = max(r["ended"] for r in results) - min(r["began"] for r in results)
                 share = fake.stats.rate_limited / max(1, fake.stats.total)
                 spread = max(r["ended"] for r in results) - min(r["ended"] for r in results)
                 print(f"| {k} | {name} | {wall / (k * n / args.rate):.3f} | {100 * share:.2f}% "
                       f"| {spread:.1f} s |", flush=True)  # fmt: skip
+                if trace is not None:
+                    print(f"<!-- {name}, k = {k}: {_per_second(trace)} -->", flush=True)
     return 0
 
 

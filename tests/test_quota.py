@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ import pytest
 
 from benchmarks.quota import run_processes
 from tracker_links import FileQuota, InvalidInputError, RedisQuota
-from tracker_links._quota import LEASE, Shared, book, quota_from_url, report
+from tracker_links._quota import AHEAD, LEASE, Shared, book, quota_from_url, report
 from tracker_links.testing import FakeTracker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,6 +237,38 @@ async def test_redis_quota_shares_the_cooldown(redis_url: str, anyio_backend: st
         assert 29.0 < other.wait <= 30.0
         assert other.epoch == first.epoch + 1
         assert other.members == 2
+
+
+async def test_redis_quota_sums_everyones_accepted_answers(
+    redis_url: str, anyio_backend: str
+) -> None:
+    key = f"accepted-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as one, RedisQuota(redis_url, key=key) as two:
+        assert (await one.admit(0.001, "a", 0.0, 3)).accepted == 3
+        assert (await two.admit(0.001, "b", 0.0, 2)).accepted == 5
+        assert (await one.admit(None, "a")).accepted == 5
+
+
+async def test_redis_quota_books_in_full_precision(redis_url: str, anyio_backend: str) -> None:
+    # Lua's tostring kept 14 digits of the server's clock (a tenth of a millisecond): every
+    # 5.005 ms booking (1.001 / 200) went on the timeline as 5.0 ms, the rate 0.1% over R.
+    key = f"precise-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as quota:
+        answers = [await quota.admit(1.001 / 200.0, "a") for _ in range(50)]
+    slots = [a.now + a.wait for a in answers]
+    assert slots[-1] - slots[0] == pytest.approx(49 * 1.001 / 200.0, abs=5e-5)
+
+
+async def test_redis_quota_books_a_growing_rate_as_book_does(
+    redis_url: str, anyio_backend: str
+) -> None:
+    key = f"growth-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as quota:
+        answers = [await quota.admit(0.125, "a", math.log(2.0)) for _ in range(20)]
+    slots = [a.now + a.wait for a in answers]
+    for answer, at, then in zip(answers, slots, slots[1:], strict=False):
+        # The rate at the slot: 8/s at the admission, doubling each second ahead of it.
+        assert then - at == pytest.approx(0.125 / 2.0 ** min(answer.wait, AHEAD), abs=1e-5)
 
 
 # --- real processes -----------------------------------------------------------------------------

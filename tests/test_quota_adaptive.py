@@ -2,14 +2,17 @@
 
 ``k`` clients share one :class:`tracker_links.FileQuota` (on the virtual clock) and one token
 bucket of 200/s (burst 20), 50 ms latency, ``max_concurrency=16`` each, ``rate_limit=None``:
-they must behave about like one client. The issue's target is 1.05-1.10x of ``N / R``; what
-the quota reaches today (``python -m benchmarks.shapes --only quota``) is 1.24x (k = 4) and
-1.32x (k = 8; median of 3 seeds, N = 10,000), so the bound here is that plus a margin. Before
-the fixes of the quota path (a slow start's slots booked at its first rate, bookings a 429
-had voided still sent, the learned window cut for every 429 of a burst, the estimator
-measuring from this process's last 429, its share of the accepted answers taken as
-1 / members) the same runs took 1.97x (k = 4) and 1.4-1.76x (k = 8), the finish times 50 s
-apart. trio only, as ``test_rate_shapes.py``.
+they must behave about like one client (which takes 1.12x alone: the cost is the adaptive
+rate's own, a 1-s cool-down and a cut per 429 event). The issue's target is 1.05-1.10x of
+``N / R``; the quota reaches 1.13x (k = 4) and 1.15x (k = 8; median of seeds 0-2, N = 10,000;
+seed 1, run here: 1.13 and 1.16), so the bounds here are that plus a margin. Before the fixes
+of the quota path (a slow start's slots booked at its first rate, bookings a 429 had voided
+still sent, the learned window cut for every 429 of a burst, the estimator measuring from this
+process's last 429, its share of the accepted answers taken as 1 / members; then the share
+taken from the slots booked, a member's own first-phase span, a 429 at the top of the climb
+taken for a cap on requests in flight) the same runs took 1.97x (k = 4) and 1.4-1.76x
+(k = 8), the finish times 50 s apart; then 1.18x and 1.28x. trio only, as
+``test_rate_shapes.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,24 @@ N = 10_000
 def test_adaptive_rate_over_a_shared_quota(k: int) -> None:
     result = simulate(lambda: TokenBucket(RATE, 20), n=N // k, clients=k, quota=True, seed=1)
     assert result.failed == 0
-    assert result.ratio < 1.45, result.row()
-    assert result.refused_share < 0.02, result.row()
+    assert result.ratio < 1.25, result.row()
+    assert result.refused_share < 0.01, result.row()
     # Sharing one timeline, the clients finish together (they were 50 s apart).
-    assert result.spread < 10.0, result.row()
+    assert result.spread < 5.0, result.row()
+
+
+@pytest.mark.parametrize("k", [4, 8])
+def test_adaptive_rate_over_a_quota_a_round_trip_away(k: int) -> None:
+    # Each quota operation takes 1 ms, as a round trip to Redis: while a report is on its way,
+    # the process's other requests are admitted and answered. Before the fixes (a report that
+    # was not news undid the event the process took meanwhile, for good; slots booked at a
+    # rate none of 8 processes knew the shared timeline for; a 429 of a burst learned again)
+    # the same runs took 1.34x (k = 4) and 1.49x (k = 8), the finish times 33-36 s apart;
+    # now 1.12x and 1.13x.
+    result = simulate(
+        lambda: TokenBucket(RATE, 20), n=N // k, clients=k, quota=True, seed=1, quota_rtt=0.001
+    )
+    assert result.failed == 0
+    assert result.ratio < 1.25, result.row()
+    assert result.refused_share < 0.01, result.row()
+    assert result.spread < 5.0, result.row()

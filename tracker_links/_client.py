@@ -20,7 +20,8 @@ from ._exceptions import InvalidInputError
 from ._http11 import FastTransport
 from ._policy import DEFAULT_RETRY, AdaptiveRate, ConcurrencyWindow, RateGate, RetryPolicy
 from ._protocol import check_version
-from ._quota import Quota, QuotaGate
+from ._quota import Quota
+from ._quota_gate import QuotaGate
 from ._service import LinkService
 from ._tls import Verify
 from ._transport import Clock, Sleep, Transport

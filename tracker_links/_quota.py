@@ -15,11 +15,10 @@ share: its bookings pass with time, its lease expires.
 
 from __future__ import annotations
 
-import collections
 import fcntl
 import json
+import math
 import os
-import secrets
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -33,6 +32,8 @@ __all__ = ["FileQuota", "Quota", "RedisQuota", "Shared", "book", "quota_from_url
 
 #: Seconds a lease lives after its process's last admission.
 LEASE: Final = 10.0
+#: A growing rate is booked at the rate of its slot up to this far ahead of the admission.
+AHEAD: Final = 4.0
 _RECORD: Final = 4096  # the file's fixed size: one JSON record, space-padded
 
 
@@ -46,6 +47,7 @@ class Shared:
     adaptive: list[float] | None = None
     members: dict[str, float] = attrs.field(factory=dict)
     slots: int = 0  # slots booked so far, by everyone
+    accepted: int = 0  # answers other than 429 so far, everyone's (as reported at admissions)
 
 
 @attrs.frozen
@@ -60,10 +62,23 @@ class Admission:
     members: int
     now: float  # the quota's clock at the admission
     slots: int = 0  # slots booked so far by everyone (this one included)
+    accepted: int = 0  # answers other than 429 so far, everyone's (this admission's included)
 
 
-def book(state: Shared, now: float, interval: float | None, member: str) -> Admission:
-    """Admit one request at ``now``: GCRA on the shared timeline, no burst (pure)."""
+def book(
+    state: Shared,
+    now: float,
+    interval: float | None,
+    member: str,
+    growth: float = 0.0,
+    accepted: int = 0,
+) -> Admission:
+    """Admit one request at ``now``: GCRA on the shared timeline, no burst (pure).
+
+    ``interval`` is the spacing at ``now``; a rate that grows (``growth``: d ln rate / dt, per
+    second) is booked at the rate in force at the slot itself, up to ``AHEAD`` seconds on.
+    ``accepted``: the member's answers other than 429 since its last admission."""
+    state.accepted += accepted
     members = state.members
     members[member] = now + LEASE
     for name in [m for m, until in members.items() if until < now]:
@@ -74,11 +89,15 @@ def book(state: Shared, now: float, interval: float | None, member: str) -> Admi
         wait, booked = 0.0, True
     else:
         tat = state.tat if state.tat > now else now
+        if growth > 0.0:
+            interval *= math.exp(-growth * min(tat - now, AHEAD))
         state.tat = tat + interval
         wait, booked = tat - now, True
     if booked:
         state.slots += 1
-    return Admission(wait, booked, state.epoch, state.adaptive, len(members), now, state.slots)
+    return Admission(
+        wait, booked, state.epoch, state.adaptive, len(members), now, state.slots, state.accepted
+    )
 
 
 def report(
@@ -101,7 +120,9 @@ def report(
 class Quota(Protocol):
     """What a shared quota does; :class:`FileQuota` and :class:`RedisQuota` implement it."""
 
-    async def admit(self, interval: float | None, member: str) -> Admission: ...
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Admission: ...
 
     async def rate_limited(
         self, epoch: int, cooldown: float, adaptive: list[float] | None
@@ -124,6 +145,7 @@ def _from_dict(data: dict[str, Any]) -> Shared:
         adaptive=data.get("adaptive"),
         members={str(k): float(v) for k, v in data.get("members", {}).items()},
         slots=int(data.get("slots", 0)),
+        accepted=int(data.get("accepted", 0)),
     )
 
 
@@ -175,8 +197,12 @@ class FileQuota:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
-    async def admit(self, interval: float | None, member: str) -> Admission:
-        result: Admission = self._locked(lambda s, now: book(s, now, interval, member))
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Admission:
+        result: Admission = self._locked(
+            lambda s, now: book(s, now, interval, member, growth, accepted)
+        )
         return result
 
     async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:
@@ -194,19 +220,24 @@ class FileQuota:
 
 
 # The same two operations in Lua, on one hash (the record) and one sorted set (the leases).
-# The clock is the Redis server's, so processes on different machines share it.
+# The clock is the Redis server's, so processes on different machines share it. Times go out in
+# full (``num``): Lua's ``tostring`` keeps 14 digits, a tenth of a millisecond of a clock that
+# counts seconds since 1970, and every booking of 1.001 / 200 s rounded down to 5.0 ms.
 _LUA_NOW = """
+local function num(x) return string.format('%.17g', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 _LUA_ADMIT = (
     _LUA_NOW
+    + f"local AHEAD = {AHEAD!r}\n"
     + """
 local interval = tonumber(ARGV[1])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('PEXPIRE', KEYS[2], 600000)
 local members = redis.call('ZCARD', KEYS[2])
+local done = redis.call('HINCRBY', KEYS[1], 'accepted', tonumber(ARGV[5]) or 0)
 local s = redis.call('HMGET', KEYS[1], 'tat', 'cooldown_until', 'epoch', 'adaptive', 'slots')
 local tat = tonumber(s[1]) or 0
 local cool = tonumber(s[2]) or 0
@@ -220,12 +251,14 @@ else
   if interval > 0 then
     if tat < now then tat = now end
     wait = tat - now
-    redis.call('HSET', KEYS[1], 'tat', tostring(tat + interval))
+    local growth = tonumber(ARGV[4]) or 0
+    if growth > 0 then interval = interval * math.exp(-growth * math.min(wait, AHEAD)) end
+    redis.call('HSET', KEYS[1], 'tat', num(tat + interval))
   end
   slots = redis.call('HINCRBY', KEYS[1], 'slots', 1)
 end
 redis.call('PEXPIRE', KEYS[1], 86400000)
-return {tostring(wait), booked, epoch, adaptive, members, tostring(now), slots}
+return {num(wait), booked, epoch, adaptive, members, num(now), slots, done}
 """
 )
 _LUA_REPORT = (
@@ -237,10 +270,10 @@ local s = redis.call('HMGET', KEYS[1], 'cooldown_until', 'epoch')
 local cool = tonumber(s[1]) or 0
 if untl > cool then
   cool = untl
-  redis.call('HSET', KEYS[1], 'cooldown_until', tostring(cool))
+  redis.call('HSET', KEYS[1], 'cooldown_until', num(cool))
 end
 if epoch ~= (tonumber(s[2]) or 0) then return 0 end
-redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', tostring(cool))
+redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', num(cool))
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'adaptive', ARGV[3]) end
 return 1
 """
@@ -299,11 +332,14 @@ class RedisQuota:
     def _keys(self) -> list[str]:
         return [f"{self.key}:state", f"{self.key}:members"]
 
-    async def admit(self, interval: float | None, member: str) -> Admission:
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Admission:
         if self._admit is None:
             raise InvalidInputError("enter the RedisQuota (async with) before using it")
-        args = [repr(interval or 0.0), member, repr(LEASE)]
-        wait, booked, epoch, adaptive, members, now, slots = await self._admit(self._keys(), args)
+        args = [repr(interval or 0.0), member, repr(LEASE), repr(growth), str(accepted)]
+        answer = await self._admit(self._keys(), args)
+        wait, booked, epoch, adaptive, members, now, slots, done = answer
         return Admission(
             float(wait),
             bool(int(booked)),
@@ -312,6 +348,7 @@ class RedisQuota:
             int(members),
             float(now),
             int(slots),
+            int(done),
         )
 
     async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:
@@ -338,132 +375,3 @@ def quota_from_url(text: str) -> FileQuota | RedisQuota:
         url = urllib.parse.urlunsplit(parts._replace(query=rest))
         return RedisQuota(url, key=key)
     raise InvalidInputError(f"--quota takes file:PATH or redis://HOST:PORT/DB, got {text!r}")
-
-
-def new_member() -> str:
-    """A lease id for one client: unique across processes and machines."""
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
-
-
-#: How this client's share of the quota is measured: samples this far apart, over this span,
-#: from at least this many of its own slots.
-_SAMPLE: Final = 0.05
-_SHARE_SPAN: Final = 8.0
-_SHARE_MIN: Final = 20
-
-#: The entries of :meth:`AdaptiveRate.snapshot` that are times (the phase start, the time the
-#: limit last moved): shared in the quota's clock, used in each process's own.
-_TIMES: Final = (1, 11)
-
-
-class QuotaGate:
-    """A client's side of a shared quota: its local :class:`._policy.RateGate` keeps learning
-    (adaptive rate, concurrency window); pacing and the cool-down go through ``quota``."""
-
-    def __init__(self, quota: Quota, gate: Any, clock: Callable[[], float]) -> None:
-        self.quota = quota
-        self.gate = gate
-        self.clock = clock
-        self.member = new_member()
-        self.offset = 0.0  # the quota's clock minus the local one
-        self.version: list[float] | None = None
-        self.slot = 0.0  # the last slot booked (local clock): where the shared timeline was
-        self.resumed_at = 0.0  # when sending resumed after the shared cool-down (local clock)
-        self.own = 0  # slots this client booked
-        self.samples: collections.deque[tuple[float, int, int]] = collections.deque()
-        self.epoch = 0
-        """The latest epoch this process knows of: a booking of an older one is void."""
-
-    def _interval(self, now: float) -> float | None:
-        # The adaptive rate moves with time: book at the rate in force at the slot (the shared
-        # timeline is about where the last booking left it), not now. Booked at the rate of
-        # now, the slots of a slow start kept its first rate: 64 workers of 4 clients booked
-        # 16 s ahead at 4/s, and the climb went on, unbounded, with nothing sent.
-        rate = self.gate.current_rate(max(now, self.slot))
-        return None if rate is None else 1.001 / rate
-
-    async def admit(self) -> Admission:
-        """One round trip: a booked slot (sleep ``wait``, then go) or a cool-down to wait out."""
-        gate = self.gate
-        now = self.clock()
-        answer = await self.quota.admit(self._interval(now), self.member)
-        self.offset = answer.now - self.clock()
-        if answer.epoch > self.epoch:
-            self.epoch = answer.epoch
-        if answer.booked:
-            self.slot = now + answer.wait
-            self.own += 1
-            self._sample(now, answer.slots)
-        elif now + answer.wait > self.resumed_at:
-            self.resumed_at = now + answer.wait  # the shared cool-down's end
-        adaptive = gate.adaptive
-        if adaptive is not None:
-            adaptive.scale = self._scale(now, answer.members)
-            if answer.adaptive is not None and answer.adaptive != self.version:
-                shared = list(answer.adaptive)
-                for at in _TIMES:  # its phase start (and the like), in this process's clock
-                    if at < len(shared):
-                        shared[at] -= self.offset
-                adaptive.restore(shared)
-                self.version = answer.adaptive
-        return answer
-
-    def _sample(self, now: float, slots: int) -> None:
-        samples = self.samples
-        if not samples or now - samples[-1][0] >= _SAMPLE:
-            samples.append((now, slots, self.own))
-            while now - samples[0][0] > _SHARE_SPAN:
-                samples.popleft()
-
-    def _scale(self, now: float, members: int) -> float:
-        """Everyone's slots over this client's, over the last seconds: what this client's
-        accepted answers are multiplied by to estimate the quota's. The number of members
-        says the same on average, but the shares of a shared timeline are not equal over a
-        second or two: with it, 4 clients saw 212/s accepted from a limit of 200/s."""
-        samples = self.samples
-        if samples:
-            at, slots, own = samples[0]
-            theirs, mine = samples[-1][1] - slots, self.own - own
-            if mine >= _SHARE_MIN and now - at >= 1.0:
-                return max(1.0, theirs / mine)
-        return float(max(1, members))
-
-    async def rate_limited(
-        self, epoch: int, now: float, sent_at: float, cooldown: float | None, inflight: int
-    ) -> None:
-        """A 429 for a request admitted in ``epoch``: the first report of an epoch is the
-        quota's event; only then does what this process learns from it become everyone's."""
-        gate = self.gate
-        adaptive = gate.adaptive
-        before = adaptive.snapshot() if adaptive is not None else None
-        window = gate.window
-        kept = _slots(window) if window is not None else None
-        # The quota decides what is news, but the estimator measures from when sending
-        # resumed after the shared cool-down, not after this process's last 429: with that,
-        # the climb of a slow start looked 1 ms long and the limit 4/s.
-        gate.resumed_at = min(self.resumed_at, sent_at)
-        gate.on_rate_limited(now, sent_at, cooldown, inflight)
-        wait = max(0.0, gate.cooldown_until - now)
-        after = None
-        if adaptive is not None:
-            after = adaptive.snapshot()
-            for at in _TIMES:
-                after[at] += self.offset
-        if epoch + 1 > self.epoch:
-            self.epoch = epoch + 1  # the booked slots of this epoch are void now
-        if await self.quota.rate_limited(epoch, wait, after):
-            self.version = after
-            return
-        # Another process's report of the same burst came first: this 429 is not news, for
-        # the rate nor for the learned window (cut for every 429 of a burst, the windows of
-        # 4 clients shrank to 2-3 in flight each: 80-120 req/s of a 200/s limit).
-        if adaptive is not None and before is not None:
-            adaptive.restore(before)
-        if window is not None and kept is not None:
-            for name, value in kept.items():
-                setattr(window, name, value)
-
-
-def _slots(obj: Any) -> dict[str, Any]:
-    """The state of a ``__slots__`` object, to put back with ``setattr``."""
-    return {name: getattr(obj, name) for name in type(obj).__slots__}

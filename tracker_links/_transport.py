@@ -19,7 +19,7 @@ from . import _protocol, _redirects, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
 from ._policy import ConcurrencyWindow, RateGate, RetryPolicy
-from ._quota import QuotaGate
+from ._quota_gate import QuotaGate
 
 __all__ = ["Redirected", "Response", "Transport"]
 
@@ -370,6 +370,8 @@ class Transport:
                         )
                     if status < 400:
                         self.gate.on_accepted(now, inflight, now - sent_at)
+                        if self.quota is not None:
+                            self.quota.accepted += 1
                         if status >= 300:  # a moved issue (or a 3xx that is refused)
                             moved = moved or []
                             location = resp.headers.get("location")
@@ -404,6 +406,8 @@ class Transport:
                             self.gate.on_rate_limited(now, sent_at, retry_after, inflight)
                     else:
                         self.gate.on_accepted(now, inflight, now - sent_at)
+                        if self.quota is not None:
+                            self.quota.accepted += 1
                     error = _protocol.error_for(
                         status, resp.content, method=req.method, url=url, retry_after=retry_after
                     )

@@ -1,0 +1,223 @@
+"""A client's side of a shared quota (:class:`tracker_links._quota_gate.QuotaGate`).
+
+The quota here is a stub whose report can be held "on its way" (a round trip to Redis), so that
+what other requests of the same process do meanwhile is under the test's control.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import anyio
+import pytest
+
+from tracker_links._adaptive import AdaptiveRate, ConcurrencyWindow
+from tracker_links._policy import RateGate
+from tracker_links._quota import AHEAD, Admission, Shared, book
+from tracker_links._quota_gate import QuotaGate
+
+
+class HeldQuota:
+    """A quota with one shared state; a report waits for :attr:`release` when ``hold``."""
+
+    def __init__(self, *, news: bool, hold: bool = True) -> None:
+        self.shared: list[float] | None = None
+        self.epoch = 0
+        self.now = 0.0
+        self.news = news
+        self.hold = hold
+        self.reporting = anyio.Event()
+        self.release = anyio.Event()
+        self.reports: list[tuple[int, float, list[float] | None]] = []
+        self.accepted = 0  # everyone's answers other than 429
+        self.others = 0  # accepted answers of the other members per one of this client's
+
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Admission:
+        self.accepted += accepted * (1 + self.others)
+        return Admission(0.0, True, self.epoch, self.shared, 2, self.now, 0, self.accepted)
+
+    async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:
+        self.reports.append((epoch, cooldown, adaptive))
+        self.reporting.set()
+        if self.hold:
+            await self.release.wait()
+        return self.news
+
+
+def _slow_start() -> AdaptiveRate:
+    """An adaptive rate in slow start since 2.0 (its first event at 1.0), 16 in flight."""
+    rate = AdaptiveRate(concurrency=16)
+    for i in range(40):
+        rate.on_accepted(0.5 + i * 0.0125, 0.05)
+    rate.on_event(1.0, 0.95, 0.0, 1.0)
+    return rate
+
+
+def _climbed(rate: AdaptiveRate) -> None:
+    """Answers accepted along the climb, 2.0 to 4.0."""
+    for i in range(200):
+        rate.on_accepted(2.0 + i * 0.01, 0.05)
+
+
+def _setup(quota: HeldQuota) -> tuple[QuotaGate, RateGate, list[float]]:
+    now = [2.0]
+    gate = RateGate(adaptive=AdaptiveRate(concurrency=16), window=ConcurrencyWindow(16))
+    shared = QuotaGate(quota, gate, lambda: now[0])
+    quota.shared, quota.epoch, quota.now = _slow_start().snapshot(), 1, 2.0
+    return shared, gate, now
+
+
+async def test_a_report_that_is_not_news_keeps_the_event_taken_meanwhile(
+    anyio_backend: str,
+) -> None:
+    quota = HeldQuota(news=False)
+    shared, gate, now = _setup(quota)
+    await shared.admit()  # the slow start, from the quota
+    adaptive = gate.adaptive
+    assert adaptive is not None
+    assert adaptive.snapshot() == quota.shared
+    _climbed(adaptive)
+    before = adaptive.snapshot()
+    # Another process's 429 of the same burst; its report reaches the quota first.
+    other = _slow_start()
+    _climbed(other)
+    other.on_event(4.0, 3.99, 2.0, 1.0)
+    theirs = other.snapshot()
+    now[0] = quota.now = 4.0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(shared.rate_limited, 1, 4.0, 3.98, 1.0, 4)
+        await quota.reporting.wait()
+        mine = adaptive.snapshot()
+        assert mine != before  # this process learned from its own 429 (the slow start ended)
+        # While the report is on its way, another request of this process is admitted and
+        # takes the event that came first from the quota.
+        quota.shared, quota.epoch = theirs, 2
+        await shared.admit()
+        assert adaptive.snapshot() == theirs != mine
+        quota.release.set()
+    # The report was not news: the process keeps the quota's event, not its state of before
+    # (which an undo of everything put back, for good: the quota's state was marked known).
+    assert adaptive.snapshot() == theirs
+    await shared.admit()
+    assert adaptive.snapshot() == theirs
+
+
+async def test_a_report_that_is_not_news_is_undone(anyio_backend: str) -> None:
+    quota = HeldQuota(news=False, hold=False)
+    shared, gate, now = _setup(quota)
+    await shared.admit()
+    adaptive = gate.adaptive
+    assert adaptive is not None
+    _climbed(adaptive)
+    before = adaptive.snapshot()
+    now[0] = 4.0
+    await shared.rate_limited(1, 4.0, 3.98, 1.0, 4)
+    assert quota.reports[0][2] != before  # it offered what it learned
+    assert adaptive.snapshot() == before  # and, not news, took it back
+
+
+async def test_a_429_of_a_burst_already_reported_is_not_learned_again(anyio_backend: str) -> None:
+    quota = HeldQuota(news=True)
+    shared, gate, now = _setup(quota)
+    await shared.admit()
+    adaptive = gate.adaptive
+    assert adaptive is not None
+    _climbed(adaptive)
+    now[0] = 4.0
+    quota.hold = False
+    await shared.rate_limited(1, 4.0, 3.98, 1.0, 4)  # the event: epoch 1 is over
+    learned = adaptive.snapshot()
+    quota.hold, quota.news = True, False
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(shared.rate_limited, 1, 4.01, 3.99, 1.0, 5)  # the same burst
+        await quota.reporting.wait()
+        assert adaptive.snapshot() == learned  # not touched, not even while it reports
+        quota.release.set()
+    assert quota.reports[-1] == (1, 1.0, None)  # the cool-down only
+    assert adaptive.snapshot() == learned
+
+
+async def test_a_429_at_the_top_of_a_climb_is_the_rates_not_a_cap(anyio_backend: str) -> None:
+    # More in flight than any accepted answer had: alone, a cap on requests in flight; over
+    # a quota the count is this process's own, and the slow start must end on it.
+    quota = HeldQuota(news=True, hold=False)
+    shared, gate, now = _setup(quota)
+    await shared.admit()
+    adaptive, window = gate.adaptive, gate.window
+    assert adaptive is not None
+    assert window is not None
+    for i in range(200):
+        gate.on_accepted(2.0 + i * 0.01, 2, 0.05)
+    assert adaptive.slow_start
+    now[0] = 4.0
+    await shared.rate_limited(1, 4.0, 3.98, 1.0, 9)
+    assert not adaptive.slow_start
+    assert window.current(4.0) == 16
+
+
+async def test_an_event_scales_by_the_share_of_the_answers_accepted(anyio_backend: str) -> None:
+    # The others had 3 accepted answers for each of this client's since the cool-down (and
+    # none before): its counts are a quarter of the quota's, whatever the members' number.
+    quota = HeldQuota(news=True, hold=False)
+    shared, gate, now = _setup(quota)
+    adaptive = gate.adaptive
+    assert adaptive is not None
+    now[0] = 1.5
+    await shared.admit()
+    shared.accepted += 50  # before the cool-down ended: another span
+    now[0] = 1.9
+    await shared.admit()
+    shared.resumed_at = 2.0
+    quota.others = 3
+    for i in range(40):
+        now[0] = 2.0 + 0.05 * i
+        shared.accepted += 1
+        await shared.admit()
+    now[0] = 4.0
+    await shared.rate_limited(1, 4.0, 3.98, 1.0, 4)
+    assert adaptive.scale == pytest.approx(4.0)
+
+
+async def test_the_first_phases_span_is_shared_with_its_burst(anyio_backend: str) -> None:
+    # The slow start's estimate takes the first phase's burst off over that phase's span: a
+    # member that had no 429 then has no span of its own (it took all of the burst off).
+    quota = HeldQuota(news=True, hold=False)
+    shared, gate, now = _setup(quota)
+    reporter = _slow_start()
+    assert reporter._burst_span > 0.0
+    adaptive = gate.adaptive
+    assert adaptive is not None
+    assert adaptive._burst_span == 0.0
+    quota.shared = [*reporter.snapshot(), reporter._burst_span]
+    await shared.admit()
+    assert adaptive._burst_span == reporter._burst_span
+    assert adaptive.snapshot() == reporter.snapshot()
+    # What this member reports carries its span too.
+    _climbed(adaptive)
+    now[0] = 4.0
+    await shared.rate_limited(1, 4.0, 3.98, 1.0, 4)
+    assert quota.reports[-1][2] is not None
+    assert quota.reports[-1][2][-1] == adaptive._burst_span
+
+
+def test_book_sums_everyones_accepted_answers() -> None:
+    state = Shared()
+    assert book(state, 0.0, 0.01, "a", accepted=3).accepted == 3
+    assert book(state, 0.0, 0.01, "b", accepted=2).accepted == 5
+    assert book(state, 0.0, None, "a").accepted == 5
+
+
+def test_book_at_the_rate_of_the_slot() -> None:
+    # 8/s now, doubling every second: the slots are spaced at the rate in force at each.
+    state = Shared()
+    growth = math.log(2.0)
+    slots = [book(state, 0.0, 0.125, "a", growth).wait for _ in range(30)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    for at, gap in zip(slots, gaps, strict=False):
+        assert gap == pytest.approx(0.125 / 2.0 ** min(at, AHEAD))
+    # Without growth, one spacing.
+    flat = Shared()
+    assert [book(flat, 0.0, 0.125, "a").wait for _ in range(3)] == [0.0, 0.125, 0.25]
