@@ -47,10 +47,11 @@ _FAR: Final = 0.95
 #: The slow start's estimate is replaced by the first second's count when that is this close
 #: under it (a window's count, which the climb overestimates).
 _PRIOR: Final = 0.8
-#: The plateau is refined towards the least rate refused only while that is this far above
-#: it (relative): a closer refinement gains less than the cool-down a refusal costs (and a
-#: bucket's burst lifts what got through before a refusal by a few percent: with 3%, the
-#: plateau rose over a bucket's limit and met the full cut).
+#: The plateau is refined towards the least rate refused (by a probe just above it: what got
+#: through then) only while that is this far above it (relative): a closer refinement gains
+#: less than the cool-down a refusal costs (and a bucket's burst lifts what got through
+#: before a refusal by a few percent: with 3%, the plateau rose over a bucket's limit and met
+#: the full cut).
 _FINE: Final = 0.95
 #: The plateau after the slow start's rough estimate, relative to it.
 _ROUGH: Final = 0.98
@@ -310,8 +311,8 @@ class AdaptiveRate:
             # is a little under it (one over the limit cost a 429 before anything held), and
             # the climb to it and the probe above it are steeper than around a plateau that
             # held. A window's count is not rough: its plateau is the count, and its probe is
-            # not steeper. Either is held twice as long as later ones before the probe (with
-            # 2 s, buckets and windows met a third probe in 50 s: 1.11-1.12x).
+            # not steeper. Either is held 4 s (twice ``_HOLD``) before its probe (with 2 s,
+            # buckets and windows met a third probe in 50 s: 1.11-1.12x).
             plateau = 1.0 if counted else _ROUGH
             new = self._decrease(now, min(limit, sending), self.settle, cooldown, plateau)
             self._hold = 2.0 * _HOLD
