@@ -112,10 +112,26 @@ def test_uncoordinated_clients_share_one_bucket(rate_limit: float | None) -> Non
         assert result.wall <= 1.05 * result.ideal + 1.0, result.row()
         assert result.refused == 0
         return
-    # Measured 1.7-3.1 over 5 seeds at this N (the issue's 1.5x for the slowest and 1% of
-    # 429s are not reached); it was 9-10x before: no client starves any more.
-    assert result.ratio < 4.0, result.row()
-    assert result.refused_share < 0.05, result.row()
+    # At this N the start-up (each client's slow start, the first bursts of 429s) weighs a
+    # lot: measured 1.54-2.29 over seeds 0-5, 1.6-3.3% answered 429 (1.69 and 2.2% at this
+    # seed); it was 9-10x before: no client starves any more. The issue's size is below.
+    assert result.ratio < 2.6, result.row()
+    assert result.refused_share < 0.04, result.row()
+
+
+def test_uncoordinated_clients_at_the_issue_size() -> None:
+    # Item 4 of issue 16 at its own size: 4 clients of 2,500 creates each on one 200/s
+    # bucket, the ideal k x N / R = 50 s. Measured at bda8bce over seeds 0-11: the slowest
+    # 1.22-1.47x of it (the issue's target is 1.5x), finish times 8-33 s apart, 0.53-0.88%
+    # answered 429; at this seed 1.46x, 31 s, 0.7%. The bound has a margin over the target:
+    # which client lags is chaotic (a change that moves one 429 moves the slowest by
+    # +-0.1 at a seed without changing the spread over seeds).
+    k = 4
+    result = simulate(lambda: TokenBucket(RATE, 20), n=10_000 // k, clients=k)
+    assert result.failed == 0
+    assert result.ratio < 1.6, result.row()
+    assert result.spread < result.ideal, result.row()
+    assert result.refused_share < 0.01, result.row()
 
 
 def test_adaptive_rate_on_a_bucket_with_no_latency_and_64_in_flight() -> None:
