@@ -247,7 +247,7 @@ class AdaptiveRate:
         hi = -1.0 if math.isinf(self._hi) else self._hi  # JSON has no infinity
         return [rate, self._since, float(self._slow_start), self._w_max, self._k, self._c,
                 self._burst, self._peak, self._hold, self._lo, hi, self._stable,
-                float(self._searching)]  # fmt: skip
+                float(self._searching), self._burst_span]  # fmt: skip
 
     def restore(self, state: list[float]) -> None:
         """Take over a :meth:`snapshot` (of this or another process)."""
@@ -261,6 +261,11 @@ class AdaptiveRate:
             self._hi = math.inf if hi < 0 else hi
         if len(state) >= 13:
             self._searching = bool(state[12])
+        if len(state) >= 14:
+            # The span the burst was counted over (the slow start takes the burst off over
+            # it): a process that had no 429 of the first phase has none of its own (without
+            # it, the members of a quota settled at 135/s of a 200/s limit).
+            self._burst_span = float(state[13])
 
     def measured(self, now: float, since: float) -> float | None:
         """The accepted rate over the last ``window`` seconds (not before ``since``), or

@@ -37,12 +37,6 @@ _SHARE_MIN: Final = 5
 #: The growth of the rate booked at is measured over this span (seconds).
 _GROWTH_SPAN: Final = 1.0
 
-#: Where the shared state carries, after :meth:`AdaptiveRate.snapshot`, the span of the first
-#: phase that its burst was counted over (the slow start's estimate takes the burst off over
-#: it). A member that had no 429 of the first phase had none: it took the whole burst off the
-#: climb's count, and the quota settled at 135/s of a 200/s limit.
-_SPAN_AT: Final = 13
-
 #: The entries of :meth:`AdaptiveRate.snapshot` that are times (the phase start, the time the
 #: limit last moved): shared in the quota's clock, used in each process's own.
 _TIMES: Final = (1, 11)
@@ -113,9 +107,7 @@ class QuotaGate:
             for at in _TIMES:  # its phase start (and the like), in this process's clock
                 if at < len(shared):
                     shared[at] -= self.offset
-            adaptive.restore(shared)
-            if len(shared) > _SPAN_AT:
-                adaptive._burst_span = shared[_SPAN_AT]
+            adaptive.restore(shared)  # the first phase's span with its burst included
             self.version = answer.adaptive
         return answer
 
@@ -174,7 +166,6 @@ class QuotaGate:
             after = list(mine)
             for at in _TIMES:
                 after[at] += self.offset
-            after.append(adaptive._burst_span)
         self.epoch = epoch + 1  # the booked slots of this epoch are void now
         if await self.quota.rate_limited(epoch, wait, after):
             self.version = after
