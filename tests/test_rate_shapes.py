@@ -71,7 +71,8 @@ def test_adaptive_rate_on_buckets_and_windows(name: str) -> None:
 def test_adaptive_rate_on_windows_at_the_issue_size(name: str) -> None:
     # At the issue's N = 10,000 the target itself: 1.10x. A window's first-second count is
     # its limit, so the plateau under it is held longer before the first probe (measured
-    # 1.08-1.09x over seeds 0-2; with the 2-s hold and the steep probe 1.11x, a third probe).
+    # 1.085-1.096x over seeds 0-2, up to 1.105x over seeds 0-7; with the 2-s hold and the
+    # steep probe 1.11x, a third probe).
     make, retry_after = SHAPES[name]
     result = simulate(make, n=10_000, retry_after=retry_after)
     assert result.failed == 0
