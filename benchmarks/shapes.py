@@ -34,19 +34,19 @@ def table(n: int = 10_000, seeds: int = 3, only: tuple[str, ...] = ()) -> str:
         "| limit shape | ideal | adaptive | fixed `rate_limit=R` |",
         "|---|---|---|---|",
     ]
-    cases: list[tuple[str, Callable[[], Shape], float | None, int, float]] = [
-        (name, make, retry_after, 1, RATE) for name, (make, retry_after) in SHAPES.items()
+    # (name, shape, Retry-After, clients, whether they share one quota)
+    cases: list[tuple[str, Callable[[], Shape], float | None, int, bool]] = [
+        (name, make, retry_after, 1, False) for name, (make, retry_after) in SHAPES.items()
     ]
     for k in (4, 8):
-        cases.append((f"{k} clients sharing one bucket", lambda: TokenBucket(RATE, 20), 1.0, k, 0))
+        name = f"{k} clients sharing one bucket"
+        cases.append((name, lambda: TokenBucket(RATE, 20), 1.0, k, False))
     for k in (4, 8):  # the same, through one shared quota: fixed at R (the total)
         name = f"{k} clients sharing one quota (bucket, burst 20)"
-        cases.append((name, lambda: TokenBucket(RATE, 20), 1.0, -k, 0))
-    for name, make, retry_after, k, _ in cases:
+        cases.append((name, lambda: TokenBucket(RATE, 20), 1.0, k, True))
+    for name, make, retry_after, k, quota in cases:
         if only and not any(o in name for o in only):
             continue
-        quota = k < 0  # a negative count: the clients share one quota
-        k = abs(k)
         cells = []
         ideal = 0.0
         for fixed in (None, RATE if quota else RATE / k):

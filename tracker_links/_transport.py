@@ -369,9 +369,7 @@ class Transport:
                             now - sent_at,
                         )
                     if status < 400:
-                        self.gate.on_accepted(now, inflight, now - sent_at)
-                        if self.quota is not None:
-                            self.quota.accepted += 1
+                        self._accepted(now, inflight, sent_at)
                         if status >= 300:  # a moved issue (or a 3xx that is refused)
                             moved = moved or []
                             location = resp.headers.get("location")
@@ -405,9 +403,7 @@ class Transport:
                         else:
                             self.gate.on_rate_limited(now, sent_at, retry_after, inflight)
                     else:
-                        self.gate.on_accepted(now, inflight, now - sent_at)
-                        if self.quota is not None:
-                            self.quota.accepted += 1
+                        self._accepted(now, inflight, sent_at)
                     error = _protocol.error_for(
                         status, resp.content, method=req.method, url=url, retry_after=retry_after
                     )
@@ -440,6 +436,12 @@ class Transport:
             # A 429 waits in the shared cool-down inside _admit, unless it started none.
             if status != 429 or (self.quota is None and clock() >= self.gate.cooldown_until):
                 await self.sleep(delay)
+
+    def _accepted(self, now: float, inflight: int, sent_at: float) -> None:
+        """An answer other than 429: the gate learns from it, a shared quota counts it."""
+        self.gate.on_accepted(now, inflight, now - sent_at)
+        if self.quota is not None:
+            self.quota.accepted += 1
 
     def _fit(self, window: ConcurrencyWindow) -> None:
         """Give the slots the size the learned window allows now."""
