@@ -302,7 +302,9 @@ class AdaptiveRate:
             start = max(self._since, resumed_at)
             accepted, _ = self._count_since(start)
             span = max(sent_at - start, 1e-3)  # the climb ended when the refused one was sent
-            limit = self._through_climb(accepted, rate, span)
+            # The climb from the rate it had reached at ``start``: later than the phase's start
+            # when the cool-down was extended meanwhile (by another process of a quota).
+            limit = self._through_climb(accepted, self.current(start) or rate, span)
             counted = _PRIOR * limit <= rate < limit
             if counted:
                 # The first second before the first 429 let nearly as many through: a window's
