@@ -24,7 +24,16 @@ import pytest
 
 from benchmarks.quota import run_processes
 from tracker_links import FileQuota, InvalidInputError, RedisQuota
-from tracker_links._quota import AHEAD, LEASE, Shared, book, quota_from_url, report
+from tracker_links._quota import (
+    AHEAD,
+    LEAD,
+    LEAD_POLL,
+    LEASE,
+    Shared,
+    book,
+    quota_from_url,
+    report,
+)
 from tracker_links.testing import FakeTracker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +82,40 @@ def test_report_makes_the_first_429_of_an_epoch_the_event() -> None:
     assert state.adaptive == [1.0] * 8
     waiting = book(state, 11.0, 0.01, "a")
     assert (waiting.booked, waiting.epoch) == (False, 1)
+
+
+def test_the_first_phase_is_one_members_until_its_first_429() -> None:
+    state = Shared()
+    assert book(state, 0.0, None, "lead").booked  # the first to ask leads: unpaced
+    follower = book(state, 0.1, None, "other")
+    assert (follower.booked, follower.wait) == (False, pytest.approx(LEAD_POLL))
+    assert book(state, 0.2, None, "lead").booked
+    assert report(state, 0.3, epoch=0, cooldown=1.0, adaptive=[45.0] * 8) is True
+    cooling = book(state, 0.4, None, "other")  # the lead's 429: everyone's cool-down now
+    assert (cooling.booked, cooling.wait, cooling.epoch) == (False, pytest.approx(0.9), 1)
+    # Something is learned: no lead again, whoever asks without a rate of its own.
+    assert book(state, 1.3, None, "other").booked
+    assert book(state, 1.3, None, "third").booked
+
+
+def test_a_lead_without_a_429_ends_after_its_time_and_is_not_taken_again() -> None:
+    state = Shared()
+    book(state, 0.0, None, "lead")
+    assert not book(state, LEAD - 0.01, None, "other").booked
+    assert book(state, LEAD, None, "other").booked  # the limit is above what one could send
+    assert book(state, LEAD + 5.0, None, "third").booked
+    assert (state.lead, state.lead_until) == ("lead", LEAD)
+
+
+def test_a_lead_from_another_clock_or_a_paced_member_waits_for_no_one() -> None:
+    # A record written before a reboot (the monotonic clock starts over): its lead ends far
+    # off in this clock; nobody waits for it.
+    stale = Shared(lead="gone", lead_until=1e6)
+    assert book(stale, 5.0, None, "new").booked
+    # A member with a rate of its own books on the timeline, lead or not.
+    state = Shared()
+    book(state, 0.0, None, "lead")
+    assert book(state, 0.1, 0.01, "paced").booked
 
 
 @pytest.mark.parametrize(
@@ -247,6 +290,27 @@ async def test_redis_quota_sums_everyones_accepted_answers(
         assert (await one.admit(0.001, "a", 0.0, 3)).accepted == 3
         assert (await two.admit(0.001, "b", 0.0, 2)).accepted == 5
         assert (await one.admit(None, "a")).accepted == 5
+
+
+async def test_redis_quota_leads_the_first_phase_as_book_does(
+    redis_url: str, anyio_backend: str
+) -> None:
+    key = f"lead-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as one, RedisQuota(redis_url, key=key) as two:
+        first = await one.admit(None, "a")
+        assert first.booked
+        waiting = await two.admit(None, "b")
+        assert not waiting.booked
+        assert 0.0 < waiting.wait <= LEAD_POLL
+        assert (await one.admit(None, "a")).booked  # the lead's own go on
+        assert (await two.admit(0.001, "b")).booked  # a rate of its own: paced, not led
+        assert await one.rate_limited(first.epoch, 30.0, [45.0] * 8) is True
+        cooling = await two.admit(None, "b")
+        assert not cooling.booked
+        assert 29.0 < cooling.wait <= 30.0
+        state = await one._client.hgetall(f"{key}:state")
+        assert state["lead"] == "a"
+        assert int(state["slots"]) == 3  # the waits booked nothing
 
 
 async def test_redis_quota_books_in_full_precision(redis_url: str, anyio_backend: str) -> None:
