@@ -16,8 +16,7 @@ import pytest
 from tracker_links._adaptive import AdaptiveRate, ConcurrencyWindow
 from tracker_links._policy import RateGate
 from tracker_links._quota import AHEAD, Admission, Shared, book
-from tracker_links._quota_gate import QuotaGate
-from tracker_links._transport import _AHEAD_SLOTS
+from tracker_links._quota_gate import _AHEAD_SLOTS, QuotaGate
 from tracker_links.testing import FakeTracker
 
 
@@ -270,3 +269,13 @@ async def test_a_client_holds_few_slots_booked_ahead(anyio_backend: str) -> None
         go.set()
     assert quota.admits == 50
     assert fake.stats.total == 50
+
+
+def test_a_quota_far_away_lets_more_slots_be_held_ahead() -> None:
+    # 4 held slots would cap a client at 4 per round trip: 400/s through a Redis 10 ms away.
+    gate = QuotaGate(BookingQuota(), RateGate(adaptive=AdaptiveRate()), clock=lambda: 0.0)
+    assert gate.ahead() == _AHEAD_SLOTS  # nothing booked at a rate yet
+    gate.rate, gate.rtt = 200.0, 0.0003  # a Redis next door: 4 cover it
+    assert gate.ahead() == _AHEAD_SLOTS
+    gate.rate, gate.rtt = 1_000.0, 0.01
+    assert gate.ahead() == 20  # twice the round trip at the rate

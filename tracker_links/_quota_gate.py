@@ -37,6 +37,13 @@ _SHARE_MIN: Final = 5
 #: The growth of the rate booked at is measured over this span (seconds).
 _GROWTH_SPAN: Final = 1.0
 
+#: At most this many of a client's requests hold a booked slot they wait for (or ask for one),
+#: or as many as twice the quota's round trip takes at the rate (a Redis far away must not
+#: cap the rate). A slot booked ahead goes out unless this process has heard of a 429 since
+#: (at its next admission): with every worker of 8 processes holding one, the slots went out
+#: up to 0.4 s after a 429 had ended the slow start, 50 of them answered 429.
+_AHEAD_SLOTS: Final = 4
+
 #: The entries of :meth:`AdaptiveRate.snapshot` that are times (the phase start, the time the
 #: limit last moved): shared in the quota's clock, used in each process's own.
 _TIMES: Final = (1, 11)
@@ -63,6 +70,8 @@ class QuotaGate:
         self.samples: collections.deque[tuple[float, int, int]] = collections.deque()
         self.epoch = 0
         """The latest epoch this process knows of: a booking of an older one is void."""
+        self.rate: float | None = None  # the rate booked at by the latest admission
+        self.rtt = 0.0  # the quota's round trip (an average)
 
     def _interval(self, now: float) -> tuple[float | None, float]:
         """The spacing at ``now`` and how fast the rate grows (d ln rate / dt, per second).
@@ -92,6 +101,9 @@ class QuotaGate:
         before = self.reported
         reported = self.reported = self.accepted  # before the round trip: others go on
         answer = await self.quota.admit(interval, self.member, growth, reported - before)
+        took = self.clock() - now
+        self.rtt += 0.1 * (took - self.rtt)
+        self.rate = None if interval is None else 1.0 / interval
         if answer.accepted > self.everyone:
             self.everyone, self.told = answer.accepted, reported
         self._sample(now)
@@ -110,6 +122,13 @@ class QuotaGate:
             adaptive.restore(shared)  # the first phase's span with its burst included
             self.version = answer.adaptive
         return answer
+
+    def ahead(self) -> int:
+        """How many of this client's requests may hold a booked slot (or ask for one) at once:
+        :data:`_AHEAD_SLOTS`, or what twice the quota's round trip takes at the rate."""
+        if self.rate is None:
+            return _AHEAD_SLOTS
+        return max(_AHEAD_SLOTS, math.ceil(2.0 * self.rate * self.rtt))
 
     def _sample(self, now: float) -> None:
         samples = self.samples

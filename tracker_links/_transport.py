@@ -19,7 +19,7 @@ from . import _protocol, _redirects, _tls
 from ._exceptions import RateLimitError, ServerError, TrackerError, TransportError
 from ._http11 import FastTransport, safe_path
 from ._policy import ConcurrencyWindow, RateGate, RetryPolicy
-from ._quota_gate import QuotaGate
+from ._quota_gate import _AHEAD_SLOTS, QuotaGate
 
 __all__ = ["Redirected", "Response", "Transport"]
 
@@ -35,11 +35,6 @@ _NO_ANSWER: Final = (httpx.TransportError, httpx.DecodingError)
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failures to make a connection at all (refused, DNS, TLS handshake): the service not reached.
 _NOT_REACHED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
-#: Through a shared quota, at most this many of a client's requests hold a booked slot they
-#: are waiting for. A slot booked ahead goes out unless this process has heard of a 429 since
-#: (at its next admission): with every worker of 8 processes holding one, the slots went out
-#: up to 0.4 s after a 429 had ended the slow start, 50 of them answered 429.
-_AHEAD_SLOTS: Final = 4
 
 
 class Response:
@@ -231,14 +226,14 @@ class Transport:
         self.clock = clock
         self.rand = rand
         self.quota = quota
-        self._ahead: anyio.Semaphore | None = None  # made in the event loop, at first use
+        # Through a quota, the requests that may ask for a slot or wait for one booked (see
+        # QuotaGate.ahead); the others wait their turn in the process.
+        self._ahead = Slots(_AHEAD_SLOTS)
 
     async def _admit_shared(self, req: _protocol.Request, deadline: float) -> int:
         """:meth:`_admit` through a shared quota: one round trip per try; returns its epoch."""
         quota, limiter = self.quota, self.limiter
         assert quota is not None
-        if self._ahead is None:
-            self._ahead = anyio.Semaphore(_AHEAD_SLOTS)
         async with self._ahead:
             return await self._admit_shared_one(req, deadline, quota, limiter)
 
@@ -249,6 +244,9 @@ class Transport:
             if limiter._free < 0:
                 await limiter.requeue()
             answer = await quota.admit()
+            ahead = quota.ahead()
+            if ahead != self._ahead.total:
+                self._ahead.resize(ahead)
             if answer.booked:
                 if answer.wait <= 0:
                     return answer.epoch
