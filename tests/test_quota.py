@@ -30,6 +30,7 @@ from tracker_links._quota import (
     LEAD_POLL,
     LEASE,
     Shared,
+    _same_boot,
     book,
     quota_from_url,
     report,
@@ -199,6 +200,33 @@ def test_a_torn_quota_file_starts_over(tmp_path: Path) -> None:
     answer = quota._locked(lambda s, now: book(s, now, 0.5, "a"))
     assert (answer.wait, answer.booked) == (0.0, True)
     assert json.loads(path.read_bytes())["tat"] == 100.5
+
+
+async def test_a_quota_file_from_before_a_reboot_starts_over(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # Its times are the old boot's monotonic clock: a cool-down and a timeline days ahead in
+    # this one's, which every client would have waited out (or failed on).
+    path = tmp_path / "q"
+    days = time.monotonic() + 5 * 86400.0
+    path.write_text(json.dumps({"boot": "an-earlier-boot", "tat": days, "cooldown_until": days}))
+    async with FileQuota(path) as one, FileQuota(path) as two:
+        answer = await one.admit(0.01, "a")
+        assert (answer.booked, answer.wait) == (True, 0.0)
+        # Written in this boot, the record holds: another process sees the cool-down.
+        assert await one.rate_limited(answer.epoch, 30.0, None) is True
+        other = await two.admit(0.01, "b")
+        assert not other.booked
+        assert 29.0 < other.wait <= 30.0
+
+
+def test_a_boot_is_told_by_its_id_or_when_the_monotonic_clock_began() -> None:
+    assert _same_boot("b1", "b1")
+    assert not _same_boot("b0", "b1")
+    assert not _same_boot(None, "b1")  # a record of an older version: starts over once
+    assert _same_boot(1000.0, 1003.0)  # the wall clock set a few seconds
+    assert not _same_boot(1000.0, 90_000.0)  # a reboot (or a suspend) since
+    assert not _same_boot(None, 1000.0)
 
 
 def test_an_unusable_quota_path_is_a_clear_error(tmp_path: Path) -> None:

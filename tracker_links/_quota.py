@@ -39,6 +39,7 @@ AHEAD: Final = 4.0
 LEAD: Final = 1.0
 LEAD_POLL: Final = 0.05
 _RECORD: Final = 4096  # the file's fixed size: one JSON record, space-padded
+_BOOT_SLACK: Final = 10.0
 
 
 @attrs.define
@@ -170,12 +171,30 @@ def _from_dict(data: dict[str, Any]) -> Shared:
     )
 
 
+def _boot() -> str | float:
+    """This boot of the machine: its id (Linux), or when ``time.monotonic`` began."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return time.time() - time.monotonic()
+
+
+def _same_boot(recorded: object, boot: str | float) -> bool:
+    if isinstance(recorded, str) or isinstance(boot, str):
+        return recorded == boot
+    # When the monotonic clock began, as the wall clock tells it: a few seconds off after the
+    # wall clock was set, far off after a reboot (or a suspend: then the record starts over).
+    return isinstance(recorded, (int, float)) and abs(recorded - boot) < _BOOT_SLACK
+
+
 class FileQuota:
     """A quota shared by the processes of one machine, through one small file.
 
     Each admission locks the file (``fcntl.flock``), reads the record, books a slot and writes
     it back: microseconds, done in place (a lock dies with its process). The clock is
-    ``time.monotonic``, shared by every process of the machine. ::
+    ``time.monotonic``, shared by every process of the machine; a record written before the
+    machine rebooted (its times in the old boot's clock) starts over. ::
 
         quota = FileQuota("/tmp/tracker-links.quota")
         async with TrackerClient.from_env(quota=quota) as client:
@@ -188,6 +207,8 @@ class FileQuota:
         self.path = os.fspath(path)
         self.clock = clock
         self._fd: int | None = None
+        # The record's times are this boot's monotonic clock (none to check on another clock).
+        self._boot = _boot() if clock is time.monotonic else None
 
     def __repr__(self) -> str:
         return f"FileQuota({self.path!r})"
@@ -207,13 +228,20 @@ class FileQuota:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             raw = os.pread(fd, _RECORD, 0).strip()
+            boot = self._boot
             try:
-                state = _from_dict(json.loads(raw)) if raw else Shared()
+                data = json.loads(raw) if raw else {}
+                state = _from_dict(data)
+                if boot is not None and data and not _same_boot(data.get("boot"), boot):
+                    # Written before a reboot: a cool-down or a timeline days ahead (or a
+                    # lease that never ends) in this boot's clock. Start over.
+                    state = Shared()
             except (ValueError, TypeError, AttributeError):
                 state = Shared()  # a torn or foreign record: start over, nothing is lost
             result = fn(state, self.clock())
-            data = json.dumps(_as_dict(state), separators=(",", ":")).encode()
-            os.pwrite(fd, data.ljust(_RECORD), 0)
+            record = _as_dict(state) if boot is None else {"boot": boot, **_as_dict(state)}
+            out = json.dumps(record, separators=(",", ":")).encode()
+            os.pwrite(fd, out.ljust(_RECORD), 0)
             return result
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
