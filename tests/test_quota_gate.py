@@ -279,3 +279,48 @@ def test_a_quota_far_away_lets_more_slots_be_held_ahead() -> None:
     assert gate.ahead() == _AHEAD_SLOTS
     gate.rate, gate.rtt = 1_000.0, 0.01
     assert gate.ahead() == 20  # twice the round trip at the rate
+
+
+class CoolingQuota(BookingQuota):
+    """Books at once for the first 20 admissions; then answers with a cool-down of a second
+    until :attr:`cooling` is turned off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cooling = True
+
+    async def admit(
+        self, interval: float | None, member: str, growth: float = 0.0, accepted: int = 0
+    ) -> Admission:
+        self.admits += 1
+        cool = self.cooling and self.admits > 20
+        return Admission(1.0 if cool else 0.0, not cool, 0, None, 1, 0.0, 0, 0)
+
+
+async def test_a_window_that_shrank_during_a_cool_down_does_not_lock_the_client(
+    anyio_backend: str,
+) -> None:
+    # The 4 requests that wait out the cool-down holding a slot of the quota's queue then find
+    # the limiter over its (shrunk) total and queue for it again; the 12 that hold the limiter
+    # wait for those slots. Queued for the limiter while holding one, nothing moved again.
+    quota, go = CoolingQuota(), anyio.Event()
+
+    async def sleep(seconds: float) -> None:
+        if quota.cooling and quota.admits > 20:  # the window has opened: the cool-down holds
+            await go.wait()
+
+    fake = FakeTracker({"TEST": 60})
+    specs = [(f"TEST-{i}", f"TEST-{i + 1}", "relates") for i in range(1, 51)]
+    client = fake.client(max_concurrency=16, rate_limit=100.0, quota=quota, sleep=sleep)
+    with anyio.fail_after(30):  # a guard: the run takes milliseconds
+        async with client, anyio.create_task_group() as tg:
+            tg.start_soon(client.links.bulk_create, specs)
+            for _ in range(200):  # checkpoints, not time: every worker gets to ask
+                await anyio.lowlevel.checkpoint()
+            limiter = client._transport.limiter
+            assert quota.admits == 20 + _AHEAD_SLOTS
+            assert limiter.busy == 16  # 4 waiting out the cool-down, 12 for their turn
+            limiter.resize(2)  # the learned window shrank meanwhile
+            quota.cooling = False
+            go.set()
+    assert fake.stats.total == 50

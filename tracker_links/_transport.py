@@ -234,35 +234,42 @@ class Transport:
         """:meth:`_admit` through a shared quota: one round trip per try; returns its epoch."""
         quota, limiter = self.quota, self.limiter
         assert quota is not None
-        async with self._ahead:
-            return await self._admit_shared_one(req, deadline, quota, limiter)
-
-    async def _admit_shared_one(
-        self, req: _protocol.Request, deadline: float, quota: QuotaGate, limiter: Slots
-    ) -> int:
         while True:
             if limiter._free < 0:
+                # Not while holding a slot of ``_ahead``: the requests that hold the rest of
+                # the limiter may be waiting for one.
                 await limiter.requeue()
-            answer = await quota.admit()
-            ahead = quota.ahead()
-            if ahead != self._ahead.total:
-                self._ahead.resize(ahead)
-            if answer.booked:
-                if answer.wait <= 0:
-                    return answer.epoch
-                await self.sleep(answer.wait)
-                if quota.epoch == answer.epoch:
-                    return answer.epoch  # the booked slot is still good
-                continue  # a 429 voided it meanwhile: ask again (the cool-down, most likely)
-            if self.clock() + answer.wait > deadline:
-                raise RateLimitError(
-                    f"the shared quota is cooling down after a 429 for {answer.wait:.1f}s "
-                    "more, past this call's retry deadline",
-                    method=req.method,
-                    url=self.base_url + req.path,
-                    retry_after=answer.wait,
-                )
+            async with self._ahead:
+                epoch = await self._ask_quota(req, deadline, quota)
+            if epoch is not None:
+                return epoch
+
+    async def _ask_quota(
+        self, req: _protocol.Request, deadline: float, quota: QuotaGate
+    ) -> int | None:
+        """One admission through the quota and its wait: the epoch of a slot still good after
+        it, or ``None`` to ask again (a cool-down waited out, a slot a 429 voided)."""
+        answer = await quota.admit()
+        ahead = quota.ahead()
+        if ahead != self._ahead.total:
+            self._ahead.resize(ahead)
+        if answer.booked:
+            if answer.wait <= 0:
+                return answer.epoch
             await self.sleep(answer.wait)
+            # The booked slot is still good, unless a 429 voided it meanwhile: then ask again
+            # (the cool-down, most likely).
+            return answer.epoch if quota.epoch == answer.epoch else None
+        if self.clock() + answer.wait > deadline:
+            raise RateLimitError(
+                f"the shared quota is cooling down after a 429 for {answer.wait:.1f}s "
+                "more, past this call's retry deadline",
+                method=req.method,
+                url=self.base_url + req.path,
+                retry_after=answer.wait,
+            )
+        await self.sleep(answer.wait)
+        return None
 
     async def _admit(self, req: _protocol.Request, deadline: float) -> int:
         """Wait for the shared cool-down and a paced slot; refuse a wait past ``deadline``.
