@@ -4,8 +4,11 @@
 bucket of 200/s (burst 20), 50 ms latency, ``max_concurrency=16`` each, ``rate_limit=None``:
 they must behave about like one client (which takes 1.12x alone: the cost is the adaptive
 rate's own, a 1-s cool-down and a cut per 429 event). The issue's target is 1.05-1.10x of
-``N / R``; the quota reaches 1.13x (k = 4) and 1.15x (k = 8; median of seeds 0-2, N = 10,000;
-seed 1, run here: 1.13 and 1.16), so the bounds here are that plus a margin. Before the fixes
+``N / R`` with under 0.5% answered 429; the quota reaches 1.13x (k = 4) and 1.18x (k = 8;
+median of seeds 0-2, N = 10,000; seed 1, run here: 1.13 and 1.13, 0.2% answered 429), so the
+bounds here are that plus a margin. Before the first phase was led by one member and a client
+held at most 4 slots ahead, 0.41% and 0.50% were answered 429 (1.1% and 1.3% in the first
+seconds of 8 real processes, whose windows opened together). Before the fixes
 of the quota path (a slow start's slots booked at its first rate, bookings a 429 had voided
 still sent, the learned window cut for every 429 of a burst, the estimator measuring from this
 process's last 429, its share of the accepted answers taken as 1 / members; then the share
@@ -31,7 +34,8 @@ def test_adaptive_rate_over_a_shared_quota(k: int) -> None:
     result = simulate(lambda: TokenBucket(RATE, 20), n=N // k, clients=k, quota=True, seed=1)
     assert result.failed == 0
     assert result.ratio < 1.25, result.row()
-    assert result.refused_share < 0.01, result.row()
+    # 0.2% (0.40-0.50% before the first phase was led); the bound is 0.5%.
+    assert result.refused_share < 0.003, result.row()
     # Sharing one timeline, the clients finish together (they were 50 s apart).
     assert result.spread < 5.0, result.row()
 
@@ -43,11 +47,11 @@ def test_adaptive_rate_over_a_quota_a_round_trip_away(k: int) -> None:
     # was not news undid the event the process took meanwhile, for good; slots booked at a
     # rate none of 8 processes knew the shared timeline for; a 429 of a burst learned again)
     # the same runs took 1.34x (k = 4) and 1.49x (k = 8), the finish times 33-36 s apart;
-    # now 1.12x and 1.13x.
+    # then 1.12x and 1.13x; now 1.10x and 1.12x, 0.16-0.18% answered 429.
     result = simulate(
         lambda: TokenBucket(RATE, 20), n=N // k, clients=k, quota=True, seed=1, quota_rtt=0.001
     )
     assert result.failed == 0
     assert result.ratio < 1.25, result.row()
-    assert result.refused_share < 0.01, result.row()
+    assert result.refused_share < 0.003, result.row()  # 0.40-0.49% before
     assert result.spread < 5.0, result.row()
