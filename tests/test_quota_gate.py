@@ -250,7 +250,7 @@ class BookingQuota:
 async def test_a_client_holds_few_slots_booked_ahead(anyio_backend: str) -> None:
     # A slot booked ahead goes out unless the process has heard of a 429 since, at its next
     # admission: with all 16 workers holding one, 8 processes sent up to 0.4 s of them after
-    # a 429 (50 answered 429 in the benchmark). The others wait their turn in the process.
+    # a 429 (50 answered 429 in the simulation). The others wait their turn in the process.
     quota, go = BookingQuota(), anyio.Event()
 
     async def sleep(seconds: float) -> None:
