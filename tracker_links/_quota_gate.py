@@ -101,18 +101,18 @@ class QuotaGate:
         before = self.reported
         reported = self.reported = self.accepted  # before the round trip: others go on
         answer = await self.quota.admit(interval, self.member, growth, reported - before)
-        took = self.clock() - now
-        self.rtt += 0.1 * (took - self.rtt)
+        back = self.clock()
+        self.rtt += 0.1 * (back - now - self.rtt)
         self.rate = None if interval is None else 1.0 / interval
         if answer.accepted > self.everyone:
             self.everyone, self.told = answer.accepted, reported
         self._sample(now)
-        self.offset = answer.now - self.clock()
+        self.offset = answer.now - back
         if answer.epoch > self.epoch:
             self.epoch = answer.epoch
         self.members = answer.members
         if not answer.booked and now + answer.wait > self.resumed_at:
-            self.resumed_at = now + answer.wait  # the shared cool-down's end
+            self.resumed_at = now + answer.wait  # the shared cool-down's end (or a lead's poll)
         adaptive = gate.adaptive
         if adaptive is not None and answer.adaptive is not None and answer.adaptive != self.version:
             shared = list(answer.adaptive)
