@@ -587,3 +587,29 @@ def test_a_probe_past_the_limit_on_a_burst_is_judged_by_what_got_through() -> No
     # 205 is within 5% of 196: no refinement, the plateau stays where it held.
     assert rate._w_max == pytest.approx(196.0, rel=1e-6)
     assert rate.rate == pytest.approx(0.97 * 196.0, rel=1e-6)  # held 8 s: the small cut
+
+
+def _first_event_then(rate: AdaptiveRate, scale: float, everyone: float | None) -> None:
+    """:func:`_slow_start_over` (30 in the first phase's last 0.1 s), the slow start's event
+    taken with ``scale`` and a quota's count ``everyone``."""
+    for i in range(30):
+        rate.on_accepted(0.9 + 0.1 * i / 30, 0.05)
+    rate.on_event(1.0, 0.95, 0.0, 1.0)
+    for i in range(225):
+        rate.on_accepted(2.0 + 4.0 * i / 225, 0.05)
+    rate.scale, rate.everyone = scale, everyone
+    rate.on_event(6.0, 5.95, 2.0, 1.0)
+
+
+def test_a_quotas_slot_count_is_the_slow_starts_count() -> None:
+    # A member of a quota counts its own answers times its share (noisy: 20 answers of 8
+    # members' ~170). The quota knows everyone's exactly (the slots booked before the refused
+    # one): given it, the share does not matter.
+    four, eight = AdaptiveRate(), AdaptiveRate()
+    _first_event_then(four, 4.0, 900.0)
+    _first_event_then(eight, 8.0, 900.0)
+    assert four._w_max == pytest.approx(eight._w_max, rel=1e-9)
+    four, eight = AdaptiveRate(), AdaptiveRate()
+    _first_event_then(four, 4.0, None)
+    _first_event_then(eight, 8.0, None)
+    assert eight._w_max > 1.2 * four._w_max  # without it, the share is the estimate

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from benchmarks.quota import run_processes
@@ -62,6 +63,20 @@ def test_book_counts_the_slots_everyone_booked() -> None:
     assert book(state, 4.0, 0.01, "a").slots == 0  # cooling down: nothing booked
     assert [book(state, 5.0, 0.01, m).slots for m in "abab"] == [1, 2, 3, 4]
     assert book(state, 5.0, None, "b").slots == 5
+
+
+def test_an_epoch_counts_its_slots_from_its_event() -> None:
+    # A booking's index in its epoch (``slots - epoch_slots``): the slots everyone booked since
+    # the cool-down before it, which the slow start's estimate counts.
+    state = Shared()
+    assert [book(state, 0.0, 0.01, m).slots for m in "abc"] == [1, 2, 3]
+    assert report(state, 0.1, epoch=0, cooldown=1.0, adaptive=None) is True
+    assert state.epoch_slots == 3
+    report(state, 0.2, epoch=0, cooldown=1.0, adaptive=None)  # not news: not counted again
+    assert state.epoch_slots == 3
+    assert not book(state, 0.5, 0.01, "a").booked  # cooling down: nothing booked
+    answers = [book(state, 1.2, 0.01, m) for m in "ba"]
+    assert [(a.epoch, a.slots - a.epoch_slots) for a in answers] == [(1, 1), (1, 2)]
 
 
 def test_a_dead_members_lease_expires() -> None:
@@ -339,6 +354,20 @@ async def test_redis_quota_leads_the_first_phase_as_book_does(
         state = await one._client.hgetall(f"{key}:state")
         assert state["lead"] == "a"
         assert int(state["slots"]) == 3  # the waits booked nothing
+
+
+async def test_redis_quota_counts_an_epochs_slots_as_book_does(
+    redis_url: str, anyio_backend: str
+) -> None:
+    key = f"epoch-slots-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as one, RedisQuota(redis_url, key=key) as two:
+        first = [await one.admit(0.0001, "a"), await two.admit(0.0001, "b")]
+        assert [(a.slots, a.epoch_slots) for a in first] == [(1, 0), (2, 0)]
+        assert await one.rate_limited(0, 0.001, None) is True
+        assert await two.rate_limited(0, 0.001, None) is False  # not news: not counted again
+        await anyio.sleep(0.01)  # the cool-down's end
+        later = [await two.admit(0.0001, "b"), await one.admit(0.0001, "a")]
+        assert [(a.epoch, a.slots - a.epoch_slots) for a in later] == [(1, 1), (1, 2)]
 
 
 async def test_redis_quota_books_in_full_precision(redis_url: str, anyio_backend: str) -> None:

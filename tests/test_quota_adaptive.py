@@ -4,11 +4,13 @@
 bucket of 200/s (burst 20), 50 ms latency, ``max_concurrency=16`` each, ``rate_limit=None``:
 they must behave about like one client (which takes 1.12x alone: the cost is the adaptive
 rate's own, a 1-s cool-down and a cut per 429 event). The issue's target is 1.05-1.10x of
-``N / R`` with under 0.5% answered 429; the quota reaches 1.13x (k = 4) and 1.18x (k = 8;
-median of seeds 0-2, N = 10,000; seed 1, run here: 1.13 and 1.13, 0.2% answered 429), so the
-bounds here are that plus a margin. Before the first phase was led by one member and a client
-held at most 4 slots ahead, 0.41% and 0.50% were answered 429 (1.1% and 1.3% in the first
-seconds of 8 real processes, whose windows opened together). Before the fixes
+``N / R`` with under 0.5% answered 429; the quota reaches 1.11x (k = 4) and 1.11x (k = 8;
+median of seeds 0-7, N = 10,000; seed 1, run here: 1.10 and 1.10, 0.2% answered 429), so the
+bounds here are that plus a margin. Before the slow start counted the quota's slots (each
+member's own answers times its share instead), 1.13x and 1.18x. Before the first phase was
+led by one member and a client held at most 4 slots ahead, 0.41% and 0.50% were answered 429
+(1.1% and 1.3% in the first seconds of 8 real processes, whose windows opened together).
+Before the fixes
 of the quota path (a slow start's slots booked at its first rate, bookings a 429 had voided
 still sent, the learned window cut for every 429 of a burst, the estimator measuring from this
 process's last 429, its share of the accepted answers taken as 1 / members; then the share
@@ -19,6 +21,9 @@ taken for a cap on requests in flight) the same runs took 1.97x (k = 4) and 1.4-
 """
 
 from __future__ import annotations
+
+import itertools
+from typing import Any
 
 import pytest
 
@@ -33,7 +38,7 @@ N = 10_000
 def test_adaptive_rate_over_a_shared_quota(k: int) -> None:
     result = simulate(lambda: TokenBucket(RATE, 20), n=N // k, clients=k, quota=True, seed=1)
     assert result.failed == 0
-    assert result.ratio < 1.25, result.row()
+    assert result.ratio < 1.2, result.row()
     # 0.2% (0.40-0.50% before the first phase was led); the issue's bound is 0.5%.
     assert result.refused_share < 0.003, result.row()
     # Sharing one timeline, the clients finish together (they were 50 s apart).
@@ -47,11 +52,47 @@ def test_adaptive_rate_over_a_quota_a_round_trip_away(k: int) -> None:
     # was not news undid the event the process took meanwhile, for good; slots booked at a
     # rate none of 8 processes knew the shared timeline for; a 429 of a burst learned again)
     # the same runs took 1.34x (k = 4) and 1.49x (k = 8), the finish times 33-36 s apart;
-    # then 1.12x and 1.13x; now 1.10x and 1.12x, 0.16-0.18% answered 429.
+    # then 1.12x and 1.13x; then 1.10x and 1.12x; now 1.10x and 1.09x, 0.15-0.16% answered 429.
     result = simulate(
         lambda: TokenBucket(RATE, 20), n=N // k, clients=k, quota=True, seed=1, quota_rtt=0.001
     )
     assert result.failed == 0
-    assert result.ratio < 1.25, result.row()
+    assert result.ratio < 1.2, result.row()
     assert result.refused_share < 0.003, result.row()  # 0.40-0.49% before
     assert result.spread < 5.0, result.row()
+
+
+def test_the_slow_starts_count_is_everything_the_members_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The 429 that ends the slow start carries its slot's index in the epoch: everything the
+    # members sent since the cool-down before it, which the bucket let through (the
+    # estimate's count; each member's own times its share was 126-183/s of 200/s).
+    from tracker_links._quota_gate import QuotaGate
+
+    events: list[tuple[int, float, int]] = []
+    report = QuotaGate.rate_limited
+
+    async def recorded(self: QuotaGate, epoch: int, now: float, sent_at: float, *rest: Any) -> None:
+        if epoch == self.epoch:
+            events.append((epoch, sent_at, rest[-1]))
+        await report(self, epoch, now, sent_at, *rest)
+
+    monkeypatch.setattr(QuotaGate, "rate_limited", recorded)
+    accepted: list[float] = []
+
+    class Counted(TokenBucket):
+        def admit(self, now: float, inflight: int) -> bool:
+            ok = super().admit(now, inflight)
+            if ok:
+                accepted.append(now)
+            return ok
+
+    simulate(lambda: Counted(RATE, 20), n=300, clients=4, quota=True, seed=1)
+    _, sent_at, slot = next(e for e in events if e[0] == 1)
+    before = sorted(t for t in accepted if t < sent_at)
+    # The first accepted after the cool-down of the first phase's 429 (the last gap of 1 s).
+    resumed = next(b for a, b in reversed(list(itertools.pairwise(before))) if b - a > 0.5)
+    through = sum(1 for t in before if t >= resumed)
+    assert through > 100
+    assert slot - 1 == pytest.approx(through, abs=2)

@@ -52,6 +52,7 @@ class Shared:
     adaptive: list[float] | None = None
     members: dict[str, float] = attrs.field(factory=dict)
     slots: int = 0  # slots booked so far, by everyone
+    epoch_slots: int = 0  # ``slots`` when the current epoch began (its event)
     accepted: int = 0  # answers other than 429 so far, everyone's (as reported at admissions)
     lead: str = ""  # the member that had the first phase to itself (see ``LEAD``)
     lead_until: float = 0.0  # when its lead ends (0: nobody led yet)
@@ -70,6 +71,8 @@ class Admission:
     now: float  # the quota's clock at the admission
     slots: int = 0  # slots booked so far by everyone (this one included)
     accepted: int = 0  # answers other than 429 so far, everyone's (this admission's included)
+    epoch_slots: int = 0  # ``slots`` when the epoch began: this slot is the epoch's
+    # ``slots - epoch_slots``-th
 
 
 def book(
@@ -116,7 +119,15 @@ def book(
     if booked:
         state.slots += 1
     return Admission(
-        wait, booked, state.epoch, state.adaptive, len(members), now, state.slots, state.accepted
+        wait,
+        booked,
+        state.epoch,
+        state.adaptive,
+        len(members),
+        now,
+        state.slots,
+        state.accepted,
+        state.epoch_slots,
     )
 
 
@@ -131,6 +142,7 @@ def report(
     if epoch != state.epoch:
         return False
     state.epoch += 1
+    state.epoch_slots = state.slots
     state.tat = state.cooldown_until
     if adaptive is not None:
         state.adaptive = adaptive
@@ -166,6 +178,7 @@ def _from_dict(data: dict[str, Any]) -> Shared:
         members={str(k): float(v) for k, v in data.get("members", {}).items()},
         slots=int(data.get("slots", 0)),
         accepted=int(data.get("accepted", 0)),
+        epoch_slots=int(data.get("epoch_slots", 0)),
         lead=str(data.get("lead", "")),
         lead_until=float(data.get("lead_until", 0.0)),
     )
@@ -288,7 +301,7 @@ redis.call('PEXPIRE', KEYS[2], 600000)
 local members = redis.call('ZCARD', KEYS[2])
 local done = redis.call('HINCRBY', KEYS[1], 'accepted', tonumber(ARGV[5]) or 0)
 local s = redis.call('HMGET', KEYS[1], 'tat', 'cooldown_until', 'epoch', 'adaptive', 'slots',
-                    'lead', 'lead_until')
+                    'lead', 'lead_until', 'epoch_slots')
 local tat = tonumber(s[1]) or 0
 local cool = tonumber(s[2]) or 0
 local epoch = tonumber(s[3]) or 0
@@ -315,7 +328,7 @@ elseif epoch == 0 and adaptive == '' then
 end
 if booked == 1 then slots = redis.call('HINCRBY', KEYS[1], 'slots', 1) end
 redis.call('PEXPIRE', KEYS[1], 86400000)
-return {num(wait), booked, epoch, adaptive, members, num(now), slots, done}
+return {num(wait), booked, epoch, adaptive, members, num(now), slots, done, tonumber(s[8]) or 0}
 """
 )
 _LUA_REPORT = (
@@ -330,7 +343,8 @@ if untl > cool then
   redis.call('HSET', KEYS[1], 'cooldown_until', num(cool))
 end
 if epoch ~= (tonumber(s[2]) or 0) then return 0 end
-redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', num(cool))
+local slots = tonumber(redis.call('HGET', KEYS[1], 'slots')) or 0
+redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', num(cool), 'epoch_slots', slots)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'adaptive', ARGV[3]) end
 return 1
 """
@@ -396,7 +410,7 @@ class RedisQuota:
             raise InvalidInputError("enter the RedisQuota (async with) before using it")
         args = [repr(interval or 0.0), member, repr(LEASE), repr(growth), str(accepted)]
         answer = await self._admit(self._keys(), args)
-        wait, booked, epoch, adaptive, members, now, slots, done = answer
+        wait, booked, epoch, adaptive, members, now, slots, done, epoch_slots = answer
         return Admission(
             float(wait),
             bool(int(booked)),
@@ -406,6 +420,7 @@ class RedisQuota:
             float(now),
             int(slots),
             int(done),
+            int(epoch_slots),
         )
 
     async def rate_limited(self, epoch: int, cooldown: float, adaptive: list[float] | None) -> bool:

@@ -230,8 +230,9 @@ class Transport:
         # QuotaGate.ahead); the others wait their turn in the process.
         self._ahead = Slots(_AHEAD_SLOTS)
 
-    async def _admit_shared(self, req: _protocol.Request, deadline: float) -> int:
-        """:meth:`_admit` through a shared quota: one round trip per try; returns its epoch."""
+    async def _admit_shared(self, req: _protocol.Request, deadline: float) -> tuple[int, int]:
+        """:meth:`_admit` through a shared quota: one round trip per try; returns its epoch
+        and which of the epoch's slots it booked."""
         quota, limiter = self.quota, self.limiter
         assert quota is not None
         while True:
@@ -240,26 +241,28 @@ class Transport:
                 # the limiter may be waiting for one.
                 await limiter.requeue()
             async with self._ahead:
-                epoch = await self._ask_quota(req, deadline, quota)
-            if epoch is not None:
-                return epoch
+                admitted = await self._ask_quota(req, deadline, quota)
+            if admitted is not None:
+                return admitted
 
     async def _ask_quota(
         self, req: _protocol.Request, deadline: float, quota: QuotaGate
-    ) -> int | None:
+    ) -> tuple[int, int] | None:
         """One admission through the quota and its wait: the epoch of a slot still good after
-        it, or ``None`` to ask again (a cool-down waited out, a slot a 429 voided)."""
+        it (and which of the epoch's slots it is), or ``None`` to ask again (a cool-down waited
+        out, a slot a 429 voided)."""
         answer = await quota.admit()
         ahead = quota.ahead()
         if ahead != self._ahead.total:
             self._ahead.resize(ahead)
         if answer.booked:
+            admitted = answer.epoch, answer.slots - answer.epoch_slots
             if answer.wait <= 0:
-                return answer.epoch
+                return admitted
             await self.sleep(answer.wait)
             # The booked slot is still good, unless a 429 voided it meanwhile: then ask again
             # (the cool-down, most likely).
-            return answer.epoch if quota.epoch == answer.epoch else None
+            return admitted if quota.epoch == answer.epoch else None
         if self.clock() + answer.wait > deadline:
             raise RateLimitError(
                 f"the shared quota is cooling down after a 429 for {answer.wait:.1f}s "
@@ -271,10 +274,11 @@ class Transport:
         await self.sleep(answer.wait)
         return None
 
-    async def _admit(self, req: _protocol.Request, deadline: float) -> int:
+    async def _admit(self, req: _protocol.Request, deadline: float) -> tuple[int, int]:
         """Wait for the shared cool-down and a paced slot; refuse a wait past ``deadline``.
 
-        Returns the epoch the request was admitted in (a 429 of a later epoch is not news)."""
+        Returns the epoch the request was admitted in (a 429 of a later epoch is not news),
+        and through a quota which of the epoch's slots it booked (0 without one)."""
         if self.quota is not None:
             return await self._admit_shared(req, deadline)
         gate, clock, limiter = self.gate, self.clock, self.limiter
@@ -285,7 +289,7 @@ class Transport:
             epoch = gate.epoch
             wait = gate.reserve(now)
             if wait <= 0:
-                return epoch
+                return epoch, 0
             cooling = now < gate.cooldown_until
             if cooling and now + wait > deadline:
                 raise RateLimitError(
@@ -297,7 +301,7 @@ class Transport:
                 )
             await self.sleep(wait)
             if not cooling and gate.epoch == epoch:
-                return epoch  # the booked slot is still good
+                return epoch, 0  # the booked slot is still good
 
     async def send(self, req: _protocol.Request, *, retry_uncertain: bool = True) -> Response:
         """Send ``req`` and return a 2xx answer, or raise the library's exception.
@@ -325,7 +329,7 @@ class Transport:
                 self._fit(window)
                 opening = window.opening
             async with self.limiter:
-                epoch = await self._admit(req, started + retry.deadline)
+                epoch, slot = await self._admit(req, started + retry.deadline)
                 sent_at = clock()
                 self.on_wire += 1
                 inflight = self.on_wire
@@ -417,7 +421,7 @@ class Transport:
                         # Without Retry-After the gate guesses the cool-down (and learns it).
                         if self.quota is not None:
                             await self.quota.rate_limited(
-                                epoch, now, sent_at, retry_after, inflight
+                                epoch, now, sent_at, retry_after, inflight, slot
                             )
                         else:
                             self.gate.on_rate_limited(now, sent_at, retry_after, inflight)
