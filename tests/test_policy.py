@@ -613,3 +613,46 @@ def test_a_quotas_slot_count_is_the_slow_starts_count() -> None:
     _first_event_then(four, 4.0, None)
     _first_event_then(eight, 8.0, None)
     assert eight._w_max > 1.2 * four._w_max  # without it, the share is the estimate
+
+
+def _refused_on_the_plateau(rate: AdaptiveRate, sent: float, got: float) -> None:
+    """A 429 for a request sent at ``sent``, ``got`` per second accepted over the 2 s before."""
+    now = sent + 0.05
+    count = round(2.0 * got)
+    for i in range(count):
+        rate.on_accepted(now - 2.0 + 2.0 * (i + 1) / count, 0.05)
+    rate.on_event(now, sent, sent - 15.0, 1.0)
+
+
+def test_a_plateau_a_hair_over_a_buckets_limit_is_not_a_limit_that_dropped() -> None:
+    # A plateau of 201/s held 21 s on a bucket of 200/s and 20 (its burst carried the excess
+    # of 1/s that long), then was refused at its own rate while 201/s still got through. It
+    # was a hair over the limit: the rate keeps clear of it with the small cut, the hold is
+    # kept. Taken for a limit that dropped, the cut was beta and the search started over
+    # (4 processes on one quota: 1.07x of the ideal, 1.05x after).
+    rate = AdaptiveRate()
+    c = 201.0 * 0.1 / 12.0**3
+    rate.restore([195.0, 10.0, 0.0, 201.0, 1.0, c, 0.0, 201.0, 32.0, 201.0, 201.7, 0.0, 0.0])
+    assert rate.current(30.0) == pytest.approx(201.0)
+    _refused_on_the_plateau(rate, 30.0, 201.0)
+    assert rate._hold == 32.0
+    assert rate._lo == pytest.approx(0.99 * 201.0)
+    assert rate._w_max == pytest.approx(0.99 * 201.0)
+    assert rate.rate == pytest.approx(0.97 * 0.99 * 201.0)
+    # Refused again, on the plateau just under it: the limit did drop. The full cut.
+    sent = rate._since + rate._k + 10.0
+    assert rate.current(sent) == pytest.approx(0.99 * 201.0)
+    _refused_on_the_plateau(rate, sent, 0.99 * 201.0)
+    assert (rate._lo, rate._hold) == (0.0, 0.0)
+    assert rate.rate is not None
+    assert rate.rate <= 0.9 * 0.99 * 201.0 + 1e-9
+
+
+def test_a_plateau_refused_while_less_got_through_is_a_limit_that_dropped() -> None:
+    rate = AdaptiveRate()
+    c = 201.0 * 0.1 / 12.0**3
+    rate.restore([195.0, 10.0, 0.0, 201.0, 1.0, c, 0.0, 201.0, 32.0, 201.0, 201.7, 0.0, 0.0])
+    _refused_on_the_plateau(rate, 30.0, 180.0)  # 180/s got through: the limit dropped
+    assert (rate._lo, rate._hold) == (0.0, 0.0)
+    assert rate.rate is not None
+    assert rate.rate < 0.91 * 180.0  # beta of what got through

@@ -110,7 +110,8 @@ class AdaptiveRate:
        above the one that held that is refused is cut by ``beta`` and the next one goes back
        towards the one that held. A 429 on the climb back or on a plateau that had held
        means the limit dropped (or other clients took more of it): the cut of step 3, and the
-       search starts over with no hold.
+       search starts over with no hold. (Unless the plateau had held long and as much as
+       ever got through: it was a hair over the limit, which a bucket's burst hides for long.)
 
     Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
     the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
@@ -392,6 +393,22 @@ class AdaptiveRate:
             if held > self._hold:  # a probe refused just above the plateau: probe less often
                 self._hold = self._longer_hold(now)
             self._decrease(now, self._between(), self.beta, cooldown)
+            return
+        if (
+            lo > 0.0
+            and held >= _LONG
+            and measured is not None
+            and measured >= _CLEAR * sending
+            and sending > _CLEAR * self._hi
+        ):
+            # A plateau that had held long, refused at its own rate while as much as ever got
+            # through: it was a hair over the limit, not under a limit that dropped (a
+            # bucket's burst carries a small excess for long: a plateau of 201/s held 21 s on
+            # a bucket of 200/s and 20, then the cut and the search started over). Keep
+            # clear of it, without the cut.
+            self._hi = min(self._hi, sending)
+            self._lo = min(lo, _CLEAR * sending)
+            self._decrease(now, self._between(), _PROBE_CUT, cooldown)
             return
         # On the climb back, or on a plateau that had held: the limit dropped (or other
         # clients take more of it). What had held proves nothing any more, and a limit that
