@@ -1,4 +1,4 @@
-"""``python -m benchmarks.shapes [--n N] [--seeds S] [--only a,b]``: issue 16's table.
+"""``python -m benchmarks.shapes [--n N] [--seeds S] [--only a,b] [--each]``: issue 16's table.
 
 Every rate-limit shape side by side: the adaptive rate (``rate_limit=None``), the fixed rate
 ``rate_limit=R`` and the ideal time of the shape, measured in the same run, in virtual time
@@ -6,8 +6,9 @@ Every rate-limit shape side by side: the adaptive rate (``rate_limit=None``), th
 the share of requests answered 429. Clients that share one bucket without coordinating are
 the next rows (``k`` clients, ``N / k`` creates each; fixed at ``R / k`` each); the last rows
 are ``k`` clients sharing one quota (a ``FileQuota`` on the virtual clock; fixed at ``R``, the
-total). Each figure is
-the median of ``--seeds`` runs (trio randomizes its scheduling order).
+total). ``--each``: the clients of those rows make ``N`` creates each (the issue's
+``k x N / R``), not ``N`` in all. Each figure is the median of ``--seeds`` runs (trio
+randomizes its scheduling order).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ def _median(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda r: r.ratio)[len(runs) // 2]
 
 
-def table(n: int = 10_000, seeds: int = 3, only: tuple[str, ...] = ()) -> str:
-    """The Markdown table (N creates, 50 ms latency, max_concurrency=16, R = 200/s)."""
+def table(n: int = 10_000, seeds: int = 3, only: tuple[str, ...] = (), each: bool = False) -> str:
+    """The Markdown table (N creates, 50 ms latency, max_concurrency=16, R = 200/s; ``each``:
+    N per client where there are several)."""
+    per = " (each of k clients)" if each else ""
     rows = [
-        f"N = {n:,}, 50 ms latency, max_concurrency=16, R = {RATE:g}/s; wall / ideal "
+        f"N = {n:,}{per}, 50 ms latency, max_concurrency=16, R = {RATE:g}/s; wall / ideal "
         f"(share answered 429), median of {seeds}; virtual time.",
         "",
         "| limit shape | ideal | adaptive | fixed `rate_limit=R` |",
@@ -53,7 +56,7 @@ def table(n: int = 10_000, seeds: int = 3, only: tuple[str, ...] = ()) -> str:
             runs = [
                 simulate(
                     make,
-                    n=n // k,
+                    n=n if each else n // k,
                     clients=k,
                     rate_limit=fixed,
                     retry_after=retry_after,
@@ -78,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated parts of shape names")
     ap.add_argument("--out", type=Path, help="also write the table to this file")
+    ap.add_argument("--each", action="store_true", help="N creates per client, not in all")
     args = ap.parse_args(argv)
     started = time.perf_counter()
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    text = table(args.n, args.seeds, only)
+    text = table(args.n, args.seeds, only, args.each)
     text += f"\n\n(took {time.perf_counter() - started:.0f} s of wall time)"
     print(text)
     if args.out:

@@ -56,3 +56,13 @@ def test_quick_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
 
     after = latest.read_bytes() if latest.exists() else None
     assert after == before  # the published results were left alone
+
+
+def test_the_shapes_table_can_give_each_client_n_creates() -> None:
+    # ``--each``: the issue's ``k x N / R`` (N per client), not N in all.
+    pytest.importorskip("trio")
+    from benchmarks.shapes import table
+
+    text = table(200, 1, ("4 clients sharing one quota",), each=True)
+    assert "N = 200 (each of k clients)" in text
+    assert "| 4 clients sharing one quota (bucket, burst 20) | 4.0 s |" in text
