@@ -31,6 +31,7 @@ from tracker_links._quota import (
     LEAD_POLL,
     LEASE,
     Shared,
+    _from_dict,
     _same_boot,
     book,
     quota_from_url,
@@ -77,6 +78,16 @@ def test_an_epoch_counts_its_slots_from_its_event() -> None:
     assert not book(state, 0.5, 0.01, "a").booked  # cooling down: nothing booked
     answers = [book(state, 1.2, 0.01, m) for m in "ba"]
     assert [(a.epoch, a.slots - a.epoch_slots) for a in answers] == [(1, 1), (1, 2)]
+
+
+def test_a_record_from_before_the_epochs_slot_count_says_it_is_not_known() -> None:
+    # A record written by a version that kept no ``epoch_slots``: in its epoch the count would
+    # start at the record's first slot (the slow start's estimate, the rate the climb reached).
+    old = _from_dict({"epoch": 3, "slots": 5000, "tat": 1.0})
+    assert book(old, 2.0, 0.01, "a").epoch_slots == -1
+    report(old, 2.1, epoch=3, cooldown=1.0, adaptive=None)
+    assert book(old, 3.5, 0.01, "a").epoch_slots == 5001  # kept from its next event on
+    assert _from_dict({"slots": 7}).epoch_slots == 0  # no event yet: every slot is epoch 0's
 
 
 def test_a_dead_members_lease_expires() -> None:
@@ -368,6 +379,18 @@ async def test_redis_quota_counts_an_epochs_slots_as_book_does(
         await anyio.sleep(0.01)  # the cool-down's end
         later = [await two.admit(0.0001, "b"), await one.admit(0.0001, "a")]
         assert [(a.epoch, a.slots - a.epoch_slots) for a in later] == [(1, 1), (1, 2)]
+
+
+async def test_redis_quota_says_when_an_old_records_epoch_count_is_not_known(
+    redis_url: str, anyio_backend: str
+) -> None:
+    key = f"old-epoch-{anyio_backend}-{os.getpid()}"
+    async with RedisQuota(redis_url, key=key) as quota:
+        await quota._client.hset(f"{key}:state", {"epoch": "2", "slots": "900"})
+        assert (await quota.admit(0.0001, "a")).epoch_slots == -1
+        assert await quota.rate_limited(2, 0.001, None) is True
+        await anyio.sleep(0.01)
+        assert (await quota.admit(0.0001, "a")).epoch_slots == 901
 
 
 async def test_redis_quota_books_in_full_precision(redis_url: str, anyio_backend: str) -> None:

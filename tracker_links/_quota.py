@@ -52,7 +52,7 @@ class Shared:
     adaptive: list[float] | None = None
     members: dict[str, float] = attrs.field(factory=dict)
     slots: int = 0  # slots booked so far, by everyone
-    epoch_slots: int = 0  # ``slots`` when the current epoch began (its event)
+    epoch_slots: int = 0  # ``slots`` when the current epoch began (its event); -1: not known
     accepted: int = 0  # answers other than 429 so far, everyone's (as reported at admissions)
     lead: str = ""  # the member that had the first phase to itself (see ``LEAD``)
     lead_until: float = 0.0  # when its lead ends (0: nobody led yet)
@@ -72,7 +72,7 @@ class Admission:
     slots: int = 0  # slots booked so far by everyone (this one included)
     accepted: int = 0  # answers other than 429 so far, everyone's (this admission's included)
     epoch_slots: int = 0  # ``slots`` when the epoch began: this slot is the epoch's
-    # ``slots - epoch_slots``-th
+    # ``slots - epoch_slots``-th (-1: not known, a record from before it was kept)
 
 
 def book(
@@ -178,7 +178,8 @@ def _from_dict(data: dict[str, Any]) -> Shared:
         members={str(k): float(v) for k, v in data.get("members", {}).items()},
         slots=int(data.get("slots", 0)),
         accepted=int(data.get("accepted", 0)),
-        epoch_slots=int(data.get("epoch_slots", 0)),
+        # Not kept before: in such a record's epoch the count would start at its first slot.
+        epoch_slots=int(data.get("epoch_slots", -1 if data.get("epoch") else 0)),
         lead=str(data.get("lead", "")),
         lead_until=float(data.get("lead_until", 0.0)),
     )
@@ -328,7 +329,8 @@ elseif epoch == 0 and adaptive == '' then
 end
 if booked == 1 then slots = redis.call('HINCRBY', KEYS[1], 'slots', 1) end
 redis.call('PEXPIRE', KEYS[1], 86400000)
-return {num(wait), booked, epoch, adaptive, members, num(now), slots, done, tonumber(s[8]) or 0}
+local epoch_slots = tonumber(s[8]) or (epoch > 0 and -1 or 0)
+return {num(wait), booked, epoch, adaptive, members, num(now), slots, done, epoch_slots}
 """
 )
 _LUA_REPORT = (
