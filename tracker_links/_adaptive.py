@@ -386,33 +386,30 @@ class AdaptiveRate:
             cut = _PROBE_CUT if held >= _LONG or searching else self.beta
             self._decrease(now, target, cut, cooldown)
             return
-        if lo > 0.0 and sending > lo * 1.001:
-            # A plateau above the one that held failed: the limit lies between the two (and
-            # one that held just under the one refused was lucky: keep clear of it). The cut
-            # is the whole ``beta``: clients that share one limit without knowing of each
-            # other meet this too, and only a multiplicative cut makes their shares converge
-            # (with the small one, 8 such clients finished up to 58 s apart, not 50).
-            self._hi = min(self._hi, sending)
-            self._lo = min(lo, _CLEAR * sending)
-            if held > self._hold:  # a probe refused just above the plateau: probe less often
-                self._hold = self._longer_hold(now)
-            self._decrease(now, self._between(), self.beta, cooldown)
-            return
-        if (
-            lo > 0.0
+        above = sending > lo * 1.001
+        # A plateau that had held long, refused at its own rate while as much as ever got
+        # through: it was a hair over the limit, not under a limit that dropped (a bucket's
+        # burst carries a small excess for long: a plateau of 201/s held 21 s on a bucket of
+        # 200/s and 20, then the cut and the search started over).
+        hair = (
+            not above
             and held >= _LONG
             and measured is not None
             and measured >= _CLEAR * sending
             and sending > _CLEAR * self._hi
-        ):
-            # A plateau that had held long, refused at its own rate while as much as ever got
-            # through: it was a hair over the limit, not under a limit that dropped (a
-            # bucket's burst carries a small excess for long: a plateau of 201/s held 21 s on
-            # a bucket of 200/s and 20, then the cut and the search started over). Keep
-            # clear of it, without the cut.
+        )
+        if lo > 0.0 and (above or hair):
+            # A plateau above the one that held failed (or one a hair over the limit): the
+            # limit lies between the two (and one that held just under the one refused was
+            # lucky: keep clear of it). Above it, the cut is the whole ``beta``: clients that
+            # share one limit without knowing of each other meet this too, and only a
+            # multiplicative cut makes their shares converge (with the small one, 8 such
+            # clients finished up to 58 s apart, not 50). A hair over it, the small cut.
             self._hi = min(self._hi, sending)
             self._lo = min(lo, _CLEAR * sending)
-            self._decrease(now, self._between(), _PROBE_CUT, cooldown)
+            if above and held > self._hold:  # a probe refused just above the plateau
+                self._hold = self._longer_hold(now)  # probe less often
+            self._decrease(now, self._between(), self.beta if above else _PROBE_CUT, cooldown)
             return
         # On the climb back, or on a plateau that had held: the limit dropped (or other
         # clients take more of it). What had held proves nothing any more, and a limit that

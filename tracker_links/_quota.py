@@ -71,8 +71,13 @@ class Admission:
     now: float  # the quota's clock at the admission
     slots: int = 0  # slots booked so far by everyone (this one included)
     accepted: int = 0  # answers other than 429 so far, everyone's (this admission's included)
-    epoch_slots: int = 0  # ``slots`` when the epoch began: this slot is the epoch's
-    # ``slots - epoch_slots``-th (-1: not known, a record from before it was kept)
+    epoch_slots: int = 0  # ``slots`` when the epoch began (-1: not known, an older record)
+
+    @property
+    def slot(self) -> int:
+        """Which of its epoch's slots this booking is (the slots everyone booked since the
+        epoch's event, this one included); 0 where a record from before kept no count."""
+        return self.slots - self.epoch_slots if self.epoch_slots >= 0 else 0
 
 
 def book(
@@ -338,15 +343,14 @@ _LUA_REPORT = (
     + """
 local epoch = tonumber(ARGV[1])
 local untl = now + tonumber(ARGV[2])
-local s = redis.call('HMGET', KEYS[1], 'cooldown_until', 'epoch')
+local s = redis.call('HMGET', KEYS[1], 'cooldown_until', 'epoch', 'slots')
 local cool = tonumber(s[1]) or 0
 if untl > cool then
   cool = untl
   redis.call('HSET', KEYS[1], 'cooldown_until', num(cool))
 end
 if epoch ~= (tonumber(s[2]) or 0) then return 0 end
-local slots = tonumber(redis.call('HGET', KEYS[1], 'slots')) or 0
-redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', num(cool), 'epoch_slots', slots)
+redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'tat', num(cool), 'epoch_slots', s[3] or 0)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'adaptive', ARGV[3]) end
 return 1
 """

@@ -256,8 +256,7 @@ class Transport:
         if ahead != self._ahead.total:
             self._ahead.resize(ahead)
         if answer.booked:
-            known = answer.epoch_slots >= 0  # not in a record from before it was kept
-            admitted = answer.epoch, (answer.slots - answer.epoch_slots if known else 0)
+            admitted = answer.epoch, answer.slot
             if answer.wait <= 0:
                 return admitted
             await self.sleep(answer.wait)
