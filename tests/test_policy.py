@@ -10,6 +10,7 @@ import math
 import pytest
 
 from tracker_links import InvalidInputError, RetryPolicy
+from tracker_links._adaptive import _envelope
 from tracker_links._policy import AdaptiveRate, ConcurrencyWindow, RateGate
 
 # --- RetryPolicy ---------------------------------------------------------------------------
@@ -656,3 +657,76 @@ def test_a_plateau_refused_while_less_got_through_is_a_limit_that_dropped() -> N
     assert (rate._lo, rate._hold) == (0.0, 0.0)
     assert rate.rate is not None
     assert rate.rate < 0.91 * 180.0  # beta of what got through
+
+
+def _first_phase(limit: float, burst: float, latency: float) -> tuple[list[float], float]:
+    """A client's window opening into a token bucket: one in flight, then one more per answer
+    (twice as many each round trip). Returns the times the accepted ones arrived and the time
+    the first was refused."""
+    tokens, last, accepted = burst, 0.0, []
+    arrivals = [0.0]
+    while arrivals:
+        now = arrivals.pop(0)
+        tokens = min(burst, tokens + (now - last) * limit)
+        last = now
+        if tokens < 1.0:
+            return accepted, now
+        tokens -= 1.0
+        accepted.append(now)
+        arrivals += [now + latency, now + latency + 1e-4]  # its answer opens the window by one
+        arrivals.sort()
+    raise AssertionError("never refused")
+
+
+@pytest.mark.parametrize(("limit", "burst", "latency"), [(200.0, 20.0, 0.05), (50.0, 5.0, 0.1),
+                                                          (1000.0, 100.0, 0.02)])  # fmt: skip
+def test_the_first_phase_tells_a_buckets_burst_from_when_it_went_over_the_limit(
+    limit: float, burst: float, latency: float
+) -> None:
+    # While the window opened the client sent under the limit (the bucket stayed full); only
+    # from when it went over does what got through count the burst. For a limit R the burst
+    # is the most that got through any span ending at the 429 beyond R over it: read that
+    # way, it is the bucket's whatever the opening took.
+    times, refused = _first_phase(limit, burst, latency)
+    envelope = _envelope(times, refused, 1.0)
+    assert 2 <= len(envelope) <= len(times)
+    read = max(c - limit * d for c, d in envelope)
+    assert read == pytest.approx(burst, abs=1.5)
+    # Every span's count (not only the hull's) agrees: the hull loses nothing.
+    spans = [(len(times) - i, refused - t) for i, t in enumerate(times)]
+    assert read == pytest.approx(max(c - limit * d for c, d in spans))
+    # Counted over the whole first phase, the refills the full bucket lost while the window
+    # opened are taken off as if they had come: the burst is read short.
+    assert len(times) - limit * (refused - times[0]) < burst - 5.0
+
+
+def test_a_quota_members_slow_start_finds_the_limit_whatever_the_opening_took() -> None:
+    # The first phase of a window opening into a bucket of 200/s and 20, then a slow start
+    # on its schedule until the bucket refuses, counted as a quota counts it (everyone's
+    # slots). The burst read from when the phase went over the limit leaves the limit within
+    # 5%, however long the window took to open: a share of the opening's round trips (the
+    # model without a quota's count) was right for one latency only.
+    for latency in (0.02, 0.05, 0.1):
+        times, refused = _first_phase(200.0, 20.0, latency)
+        rate = AdaptiveRate()
+        rate.opening = 4.0
+        for t in times:
+            rate.on_accepted(t + latency, latency)
+        now = refused + latency
+        rate.on_event(now, refused, 0.0, 1.0)
+        # The slow start: sent on its schedule into the bucket (full after the cool-down).
+        tokens, t, last, sent = 20.0, now + 1.0, now + 1.0, 0
+        while True:
+            tokens = min(20.0, tokens + (t - last) * 200.0)
+            last = t
+            if tokens < 1.0:
+                break
+            tokens -= 1.0
+            sent += 1
+            rate.on_accepted(t + latency, latency)
+            current = rate.current(t)
+            assert current is not None
+            t += 1.0 / current
+        rate.everyone = sent
+        rate.on_event(t + latency, t, now + 1.0, 1.0)
+        assert rate._w_max == pytest.approx(0.98 * 200.0, rel=0.05)
