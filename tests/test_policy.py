@@ -649,6 +649,54 @@ def test_a_plateau_a_hair_over_a_buckets_limit_is_not_a_limit_that_dropped() -> 
     assert rate.rate <= 0.9 * 0.99 * 201.0 + 1e-9
 
 
+def test_one_429_under_a_plateau_that_held_is_noise_and_a_second_in_a_row_is_not() -> None:
+    # A plateau of 201/s held (the limit lies between it and 210/s, the hold is 32 s); on the
+    # climb back to it after a probe, a 429 at 195/s: the sends bunched (real processes met
+    # this every minute or so, 1-6 refused at 188-196/s of 200/s). Nothing is learned: the
+    # same plateau, the same hold, the small cut. Taken for a limit that dropped (the full cut
+    # twice, as it soon followed the cool-down), 4 real processes spent 20 s at 80-90%.
+    rate = AdaptiveRate()
+    c = 201.0 * 0.1 / 12.0**3
+    k = ((201.0 - 195.0) / c) ** (1 / 3)
+    rate.restore([195.0, 10.0, 0.0, 201.0, k, c, 0.0, 201.0, 32.0, 201.0, 210.0, 0.0, 0.0])
+    sent = 10.5
+    assert (rate.current(sent) or 0.0) < 0.99 * 201.0
+    rate.on_event(sent + 0.05, sent, 10.0, 1.0)  # 0.5 s after resuming
+    assert (rate._lo, rate._hi, rate._hold) == (201.0, 210.0, 32.0)
+    assert rate._w_max == pytest.approx(201.0)
+    assert rate.rate == pytest.approx(0.97 * 201.0)
+    # The flag travels with the shared state: another process takes the next one as second.
+    copy = AdaptiveRate()
+    copy.restore(rate.snapshot())
+    # Another soon after, under it again: the limit did drop. The full cut, twice.
+    sent = rate._since + 0.5
+    for r in (rate, copy):
+        r.on_event(sent + 0.05, sent, rate._since, 1.0)
+        assert (r._lo, r._hold) == (0.0, 0.0)
+        assert r.rate is not None
+        assert r.rate <= 0.81 * 201.0
+
+
+def test_a_plateau_held_through_its_hold_after_the_slow_start_is_not_refused_once() -> None:
+    # The slow start settled on a plateau of 187.6/s (its estimate was rough); held 4 s, a 429
+    # at the very start of the probe above it. One such is noise: the plateau stays and the
+    # search goes on. Before, the plateau came down to 95% of what got through (178/s: 20 s
+    # at 89% before the next probe found 200/s).
+    rate = AdaptiveRate()
+    _slow_start_over(rate, 30, 0.1)
+    assert rate._searching
+    plateau, hold = rate._w_max, rate._hold
+    sent = rate._since + rate._k + hold + 0.5
+    assert (rate.current(sent) or 0.0) < 1.01 * plateau  # not a probe yet
+    rate.on_event(sent + 0.05, sent, rate._since, 1.0)
+    assert rate._w_max == pytest.approx(plateau)
+    assert rate._searching
+    # Again at the same place: taken at its word (the estimate was too high).
+    sent = rate._since + rate._k + hold + 0.5
+    rate.on_event(sent + 0.05, sent, rate._since, 1.0)
+    assert rate._w_max < 0.96 * plateau
+
+
 def test_a_plateau_refused_while_less_got_through_is_a_limit_that_dropped() -> None:
     rate = AdaptiveRate()
     c = 201.0 * 0.1 / 12.0**3

@@ -117,6 +117,10 @@ class AdaptiveRate:
        means the limit dropped (or other clients took more of it): the cut of step 3, and the
        search starts over with no hold. (Unless the plateau had held long and as much as
        ever got through: it was a hair over the limit, which a bucket's burst hides for long.)
+    5. One 429 at a rate the service had just let through (under the plateau that held, or on
+       the slow start's plateau after its hold) is taken for jitter, the sends bunched on
+       their way: the cool-down, and the climb back to the same plateau, nothing learned. Only
+       a second one in a row is read as above.
 
     Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
     the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
@@ -135,6 +139,7 @@ class AdaptiveRate:
         "_k",
         "_latency",
         "_lo",
+        "_noise",
         "_peak",
         "_searching",
         "_since",
@@ -205,6 +210,7 @@ class AdaptiveRate:
         self._lo = 0.0
         self._hi = math.inf
         self._stable = 0.0
+        self._noise = False
         self.concurrency = concurrency
         self.opening = 0.0
         """Round trips the client's window took to open at the start (it starts small)."""
@@ -268,7 +274,7 @@ class AdaptiveRate:
         hi = -1.0 if math.isinf(self._hi) else self._hi  # JSON has no infinity
         return [rate, self._since, float(self._slow_start), self._w_max, self._k, self._c,
                 self._burst, self._peak, self._hold, self._lo, hi, self._stable,
-                float(self._searching), self._burst_span,
+                float(self._searching), self._burst_span, float(self._noise),
                 *(x for pair in self._envelope for x in pair)]  # fmt: skip
 
     def restore(self, state: list[float]) -> None:
@@ -288,7 +294,9 @@ class AdaptiveRate:
             # it): a process that had no 429 of the first phase has none of its own (without
             # it, the members of a quota settled at 135/s of a 200/s limit).
             self._burst_span = float(state[13])
-        extra = [float(x) for x in state[14:]]
+        if len(state) >= 15:
+            self._noise = bool(state[14])
+        extra = [float(x) for x in state[15:]]
         self._envelope = list(zip(extra[0::2], extra[1::2], strict=False))
 
     def measured(self, now: float, since: float) -> float | None:
@@ -363,6 +371,23 @@ class AdaptiveRate:
         lo = self._lo
         probed = held > self._hold and sending > self._w_max * _ABOVE
         searching, self._searching = self._searching, False
+        noise, self._noise = self._noise, False
+        under = lo > 0.0 and sending < _CLEAR * lo
+        if not noise and not probed and (under or (searching and held > self._hold)):
+            # Refused at a rate the service had just let through: under the plateau that
+            # held, or on one held through its hold. Most likely the sends bunched on their
+            # way (a network's or a busy server's jitter: real processes met this every minute
+            # or so, 1-6 answers refused at 188-196/s of a 200/s bucket), not a limit that
+            # moved. Once in a row: learn nothing, cool down and climb back to the same
+            # plateau (the lesson of a limit that dropped, the cut of ``beta`` twice, cost
+            # them 20 s at 80-90% and the hold learned so far). A second one in a row is
+            # taken at its word (below).
+            self._noise = True
+            self._searching = searching
+            hold = self._hold
+            self._decrease(now, self._w_max, _PROBE_CUT, cooldown)
+            self._hold = hold
+            return
         if searching and not probed and sent_at - resumed_at >= _SOON:
             # The estimate of the slow start was too high (nothing has held since): come down
             # to just under what got through, without the cut of a limit that dropped. Once:
