@@ -326,7 +326,7 @@ class AdaptiveRate:
             self._burst = accepted
             self._burst_span = now - first
             self._envelope = _envelope([t for t in self._accepted if t >= first], now, self.scale)
-            self._lo, self._hi, self._hold = 0.0, math.inf, _HOLD
+            self._lo, self._hi, self._hold, self._noise = 0.0, math.inf, _HOLD, False
             self.rate = self._bounded(accepted / span)
             self._slow_start = True
             self._since = now + cooldown
