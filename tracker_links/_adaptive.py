@@ -384,9 +384,7 @@ class AdaptiveRate:
             # taken at its word (below).
             self._noise = True
             self._searching = searching
-            hold = self._hold
-            self._decrease(now, self._w_max, _PROBE_CUT, cooldown)
-            self._hold = hold
+            self._decrease(now, self._w_max, _PROBE_CUT, cooldown)  # the hold stays
             return
         if searching and not probed and sent_at - resumed_at >= _SOON:
             # The estimate of the slow start was too high (nothing has held since): come down
