@@ -649,6 +649,71 @@ def test_a_plateau_a_hair_over_a_buckets_limit_is_not_a_limit_that_dropped() -> 
     assert rate.rate <= 0.9 * 0.99 * 201.0 + 1e-9
 
 
+def _refined_plateau(coordinated: bool) -> AdaptiveRate:
+    """A plateau of 200.3/s set by a probe (the limit between it and 202.3/s, within 5%: no
+    more refinement), on the climb back to it from 180.3/s."""
+    rate = AdaptiveRate()
+    rate.coordinated = coordinated
+    c = 200.3 * 0.1 / 12.0**3
+    k = ((200.3 - 180.3) / c) ** (1 / 3)
+    rate.restore([180.3, 10.0, 0.0, 200.3, k, c, 0.0, 202.3, 32.0, 200.3, 202.3, 0.0, 0.0])
+    return rate
+
+
+def _climb_to(rate: AdaptiveRate, target: float) -> float:
+    """When the climb back first reaches ``target``."""
+    sent = rate._since
+    while (rate.current(sent) or 0.0) < target:
+        sent += 0.01
+    return sent
+
+
+def test_a_quotas_refusal_at_the_edge_it_found_is_a_hair_over_the_limit() -> None:
+    # A quota's member (its rate is everyone's) refused on the climb back at 200.0/s of a
+    # plateau of 200.3/s refined from what got through, while 200/s got through: the plateau
+    # is a hair over the limit, not under one that dropped. Traced in real processes: taken
+    # for a drop, the plateau stayed at 195/s for the last 100 s of the run.
+    rate = _refined_plateau(coordinated=True)
+    _refused_on_the_plateau(rate, _climb_to(rate, 200.0), 200.0)
+    assert rate._hold == 32.0
+    assert rate._lo == pytest.approx(0.99 * 200.0, rel=1e-3)
+    assert rate._hi == pytest.approx(200.0, rel=1e-3)
+    assert rate.rate == pytest.approx(0.97 * rate._w_max, rel=1e-6)  # the small cut
+    assert rate._w_max == pytest.approx(0.99 * 200.0, rel=1e-3)
+
+
+def test_a_clients_refusal_at_its_edge_soon_after_its_climb_is_a_limit_that_dropped() -> None:
+    # The same refusal, for a client alone (or one of several that know nothing of each
+    # other): its rate is its share, and a refusal before its plateau held long is another
+    # client taking more of the limit. The full cut, and the search starts over.
+    rate = _refined_plateau(coordinated=False)
+    _refused_on_the_plateau(rate, _climb_to(rate, 200.0), 200.0)
+    assert (rate._lo, rate._hold) == (0.0, 0.0)
+    assert rate.rate is not None
+    assert rate.rate == pytest.approx(0.9 * 200.0, rel=1e-3)
+
+
+@pytest.mark.parametrize(("coordinated", "cut"), [(True, 0.97), (False, 0.9)])
+def test_a_probe_refused_barely_above_its_plateau_cuts_a_quotas_rate_a_little(
+    coordinated: bool, cut: float
+) -> None:
+    # A plateau of 200/s above the one that held (195/s), probed after its hold of 16 s and
+    # refused at 201/s, less than 1% above it. A quota's member has no share to give up: the
+    # small cut (with beta, real processes lost 10% for 12 s). Clients that know nothing of
+    # each other take the whole beta: only a multiplicative cut makes their shares converge.
+    # Either probes less often.
+    rate = AdaptiveRate()
+    rate.coordinated = coordinated
+    c = 200.0 * 0.1 / 12.0**3
+    rate.restore([180.0, 10.0, 0.0, 200.0, 1.0, c, 0.0, 200.0, 16.0, 195.0, 220.0, -100.0, 0.0])
+    sent = _climb_to(rate, 201.0)
+    assert sent > 10.0 + 1.0 + 16.0  # past the hold: a probe
+    _refused_on_the_plateau(rate, sent, 200.0)
+    assert rate._hold == 32.0
+    assert rate._hi == pytest.approx(201.0, rel=1e-3)
+    assert rate.rate == pytest.approx(cut * rate._w_max, rel=1e-6)
+
+
 def test_one_429_under_a_plateau_that_held_is_noise_and_a_second_in_a_row_is_not() -> None:
     # A plateau of 201/s held (the limit lies between it and 210/s, the hold is 32 s); on the
     # climb back to it after a probe, a 429 at 195/s: the sends bunched (real processes met

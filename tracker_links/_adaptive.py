@@ -116,7 +116,10 @@ class AdaptiveRate:
        towards the one that held. A 429 on the climb back or on a plateau that had held
        means the limit dropped (or other clients took more of it): the cut of step 3, and the
        search starts over with no hold. (Unless the plateau had held long and as much as
-       ever got through: it was a hair over the limit, which a bucket's burst hides for long.)
+       ever got through: it was a hair over the limit, which a bucket's burst hides for long.
+       For a quota's members, whose rate is everyone's, a refusal at a plateau refined up to
+       the least rate refused is such a hair however short it held, and a probe refused
+       barely above the plateau takes the small cut, not ``beta``.)
     5. One 429 at a rate the service had just let through (under the plateau that held, or on
        the slow start's plateau after its hold) is taken for jitter, the sends bunched on
        their way: the cool-down, and the climb back to the same plateau, nothing learned. Only
@@ -148,6 +151,7 @@ class AdaptiveRate:
         "_w_max",
         "beta",
         "concurrency",
+        "coordinated",
         "everyone",
         "floor",
         "max_rate",
@@ -220,6 +224,9 @@ class AdaptiveRate:
         self.everyone: float | None = None
         """At an event, everyone's requests sent since sending resumed before the refused
         one, when a shared quota knows it (its slots booked): the slow start's count."""
+        self.coordinated = False
+        """Whether the rate is everyone's (the members of a shared quota pace together): there
+        is no share to give up to clients it does not know of."""
 
     def on_accepted(self, now: float, latency: float = 0.0) -> None:
         """A request was answered with anything but 429, ``latency`` seconds after it was sent."""
@@ -419,13 +426,14 @@ class AdaptiveRate:
         # through: it was a hair over the limit, not under a limit that dropped (a bucket's
         # burst carries a small excess for long: a plateau of 201/s held 21 s on a bucket of
         # 200/s and 20, then the cut and the search started over).
-        hair = (
-            not above
-            and held >= _LONG
-            and measured is not None
-            and measured >= _CLEAR * sending
-            and sending > _CLEAR * self._hi
-        )
+        # For a quota's members, a refusal at a plateau refined up to the least rate refused
+        # is a hair over the limit however short it held: the plateau came from what got
+        # through (traced: a plateau of 200.3/s set by a probe, refused on its climb back at
+        # 200.0 with 200/s getting through, was taken for a limit that dropped, and the
+        # plateau stayed at 195/s for the last 100 s).
+        edge = self.coordinated and lo > 0.0 and sending >= _CLEAR * lo and self._hi * _FINE <= lo
+        kept = measured is not None and measured >= _CLEAR * sending
+        hair = not above and kept and ((held >= _LONG and sending > _CLEAR * self._hi) or edge)
         if lo > 0.0 and (above or hair):
             # A plateau above the one that held failed (or one a hair over the limit): the
             # limit lies between the two (and one that held just under the one refused was
@@ -435,9 +443,13 @@ class AdaptiveRate:
             # clients finished up to 58 s apart, not 50). A hair over it, the small cut.
             self._hi = min(self._hi, sending)
             self._lo = min(lo, _CLEAR * sending)
-            if above and held > self._hold:  # a probe refused just above the plateau
+            probe = above and held > self._hold  # a probe refused just above the plateau
+            if probe:
                 self._hold = self._longer_hold(now)  # probe less often
-            self._decrease(now, self._between(), self.beta if above else _PROBE_CUT, cooldown)
+            # A quota's probe refused barely above its plateau has no share to give up: the
+            # small cut (with ``beta``, real processes lost 10% for ``recover`` seconds).
+            small = not above or (probe and self.coordinated)
+            self._decrease(now, self._between(), _PROBE_CUT if small else self.beta, cooldown)
             return
         # On the climb back, or on a plateau that had held: the limit dropped (or other
         # clients take more of it). What had held proves nothing any more, and a limit that

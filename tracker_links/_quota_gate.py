@@ -72,6 +72,8 @@ class QuotaGate:
         """The latest epoch this process knows of: a booking of an older one is void."""
         self.rate: float | None = None  # the rate booked at by the latest admission
         self.rtt = 0.0  # the quota's round trip (an average)
+        if gate.adaptive is not None:
+            gate.adaptive.coordinated = True  # the rate is everyone's: no share to give up
 
     def _interval(self, now: float) -> tuple[float | None, float]:
         """The spacing at ``now`` and how fast the rate grows (d ln rate / dt, per second).
