@@ -674,6 +674,11 @@ def test_a_quotas_refusal_at_the_edge_it_found_is_a_hair_over_the_limit() -> Non
     # is a hair over the limit, not under one that dropped. Traced in real processes: taken
     # for a drop, the plateau stayed at 195/s for the last 100 s of the run.
     rate = _refined_plateau(coordinated=True)
+    # Once, it is jitter (a quota's member cannot tell): the same plateau, the small cut.
+    _refused_on_the_plateau(rate, _climb_to(rate, 200.0), 200.0)
+    assert (rate._lo, rate._hi, rate._hold, rate._w_max) == (200.3, 202.3, 32.0, 200.3)
+    assert rate.rate == pytest.approx(0.97 * 200.3)
+    # Again on the next climb back: a hair over the limit, not a limit that dropped.
     _refused_on_the_plateau(rate, _climb_to(rate, 200.0), 200.0)
     assert rate._hold == 32.0
     assert rate._lo == pytest.approx(0.99 * 200.0, rel=1e-3)
@@ -708,10 +713,55 @@ def test_a_probe_refused_barely_above_its_plateau_cuts_a_quotas_rate_a_little(
     rate.restore([180.0, 10.0, 0.0, 200.0, 1.0, c, 0.0, 200.0, 16.0, 195.0, 220.0, -100.0, 0.0])
     sent = _climb_to(rate, 201.0)
     assert sent > 10.0 + 1.0 + 16.0  # past the hold: a probe
-    _refused_on_the_plateau(rate, sent, 200.0)
+    _refused_on_the_plateau(rate, sent, 205.0)  # the bucket's burst got through too
     assert rate._hold == 32.0
     assert rate._hi == pytest.approx(201.0, rel=1e-3)
     assert rate.rate == pytest.approx(cut * rate._w_max, rel=1e-6)
+
+
+@pytest.mark.parametrize("coordinated", [True, False])
+def test_a_quotas_probe_refused_before_anything_above_its_plateau_got_through_is_jitter(
+    coordinated: bool,
+) -> None:
+    # A plateau of 196.7/s that held (the limit between 192.5/s and 209.1/s); its probe
+    # refused at 199.9/s of a 200/s bucket while 196.8/s got through. Traced in real processes
+    # on a quota: taken as the least rate refused, the plateau stayed 1.7% under the limit for
+    # the last 150 s. A quota's member takes it for jitter once (nothing learned, the hold
+    # kept); a client alone reads what got through as before.
+    rate = AdaptiveRate()
+    rate.coordinated = coordinated
+    c = 196.7 * 0.1 / 12.0**3
+    state = [190.8, 10.0, 0.0, 196.7, 1.0, c, 0.0, 200.0, 14.0, 192.5, 209.1, -100.0, 0.0]
+    rate.restore(state)
+    sent = _climb_to(rate, 199.9)
+    assert sent > 10.0 + 1.0 + 14.0  # past the hold: a probe
+    _refused_on_the_plateau(rate, sent, 196.8)
+    if coordinated:
+        assert (rate._lo, rate._hi, rate._hold, rate._w_max) == (192.5, 209.1, 14.0, 196.7)
+        assert rate.rate == pytest.approx(0.97 * 196.7)
+    else:
+        assert rate._lo == 196.7
+        assert rate._hi == pytest.approx(196.8, rel=0.005)
+
+
+@pytest.mark.parametrize("coordinated", [True, False])
+def test_a_quotas_refusal_on_the_plateau_that_held_is_jitter_once(coordinated: bool) -> None:
+    # The plateau of 196.7/s held 15 s, then one refused at its own rate, while this member
+    # counted 191.4/s (its share times 4: the others counted 194.3/s and 200.4/s of the same
+    # traffic). A quota's member takes it for jitter once; a second in a row is a limit that
+    # dropped. A client alone counts everything it sent: under the rate, that is a drop.
+    rate = AdaptiveRate()
+    rate.coordinated = coordinated
+    c = 196.7 * 0.1 / 12.0**3
+    rate.restore([190.8, 10.0, 0.0, 196.7, 1.0, c, 0.0, 200.0, 40.0, 196.7, 196.8, 0.0, 0.0])
+    _refused_on_the_plateau(rate, 30.0, 191.4)
+    if coordinated:
+        assert (rate._lo, rate._hold, rate._w_max) == (196.7, 40.0, 196.7)
+        assert rate.rate == pytest.approx(0.97 * 196.7)
+        _refused_on_the_plateau(rate, rate._since + rate._k + 5.0, 191.4)
+    assert (rate._lo, rate._hold) == (0.0, 0.0)
+    assert rate.rate is not None
+    assert rate.rate < 0.91 * 196.7
 
 
 def test_one_429_under_a_plateau_that_held_is_noise_and_a_second_in_a_row_is_not() -> None:

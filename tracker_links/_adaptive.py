@@ -45,6 +45,9 @@ _LONG: Final = 8.0
 _ABOVE: Final = 1.01
 #: The plateau keeps this clear of the least rate refused (relative).
 _CLEAR: Final = 0.99
+#: A quota member's probe refused while no more than this (relative) over its plateau got
+#: through tells nothing new of the limit the first time (see ``on_event``).
+_FLAT: Final = 1.005
 #: A probe refused far above the plateau (or the rate the slow start settled at): the next
 #: plateau is this much under the rate accepted meanwhile (a bucket's burst inflates it).
 _FAR: Final = 0.95
@@ -123,7 +126,10 @@ class AdaptiveRate:
     5. One 429 at a rate the service had just let through (under the plateau that held, or on
        the slow start's plateau after its hold) is taken for jitter, the sends bunched on
        their way: the cool-down, and the climb back to the same plateau, nothing learned. Only
-       a second one in a row is read as above.
+       a second one in a row is read as above. For a quota's members (whose count of what got
+       through is their share's times the members: too rough to tell a hair from a drop) so is
+       one on the plateau that held, and one of a probe before anything above the plateau got
+       through.
 
     Every state is bounded: the rate stays within ``[min_rate, max_rate]``, and an event after
     the rate climbed to ``max_rate`` (or after a slow start longer than the memory of accepted
@@ -380,7 +386,24 @@ class AdaptiveRate:
         searching, self._searching = self._searching, False
         noise, self._noise = self._noise, False
         under = lo > 0.0 and sending < _CLEAR * lo
-        if not noise and not probed and (under or (searching and held > self._hold)):
+        # A quota's member: a refusal on the plateau that held, or of a probe before anything
+        # above the plateau got through, is jitter once too. Its count of what got through is
+        # its share's times the members (4 processes read 191-200/s of the same 200/s), too
+        # rough to tell a hair over the limit from a limit that dropped (traced: a plateau of
+        # 196.7/s, 15 s held, refused at its own rate, read by two of the three that met it as
+        # a drop); a probe refused at 199.9/s of 200/s while 196.8/s had got through set the
+        # least rate refused a hair over the plateau, which then stayed 1.7% under the limit
+        # for the last 150 s of the run.
+        flat = (
+            self.coordinated
+            and lo > 0.0
+            and (
+                (measured is not None and measured <= _FLAT * self._w_max)
+                if probed
+                else sending <= lo * 1.001  # not above it (as below)
+            )
+        )
+        if not noise and ((not probed and (under or (searching and held > self._hold))) or flat):
             # Refused at a rate the service had just let through: under the plateau that
             # held, or on one held through its hold. Most likely the sends bunched on their
             # way (a network's or a busy server's jitter: real processes met this every minute
