@@ -567,6 +567,14 @@ def test_a_429_before_the_slow_start_estimate_held_cuts_a_little() -> None:
     assert rate.rate <= 0.9 * rate._w_max
 
 
+def _climb_to(rate: AdaptiveRate, target: float) -> float:
+    """When the climb back first reaches ``target``."""
+    sent = rate._since
+    while (rate.current(sent) or 0.0) < target:
+        sent += 0.01
+    return sent
+
+
 def test_a_probe_past_the_limit_on_a_burst_is_judged_by_what_got_through() -> None:
     # A plateau of 196/s that held; the probe above it climbs to 225/s on a bucket's burst
     # before a 429, while 205/s got through (the limit and the burst's drain). That is a
@@ -576,9 +584,7 @@ def test_a_probe_past_the_limit_on_a_burst_is_judged_by_what_got_through() -> No
     rate = AdaptiveRate()
     c = 196.0 * 0.1 / 12.0**3
     rate.restore([190.0, 10.0, 0.0, 196.0, 1.0, c, 0.0, 200.0, 4.0, 190.0, -1.0, 0.0, 0.0])
-    sent = 10.0
-    while (rate.current(sent) or 0.0) < 225.0:
-        sent += 0.01
+    sent = _climb_to(rate, 225.0)
     now = sent + 0.05
     for i in range(410):  # 205/s over the 2 s before the 429
         rate.on_accepted(now - 2.0 + 2.0 * (i + 1) / 410, 0.05)
@@ -658,14 +664,6 @@ def _refined_plateau(coordinated: bool) -> AdaptiveRate:
     k = ((200.3 - 180.3) / c) ** (1 / 3)
     rate.restore([180.3, 10.0, 0.0, 200.3, k, c, 0.0, 202.3, 32.0, 200.3, 202.3, 0.0, 0.0])
     return rate
-
-
-def _climb_to(rate: AdaptiveRate, target: float) -> float:
-    """When the climb back first reaches ``target``."""
-    sent = rate._since
-    while (rate.current(sent) or 0.0) < target:
-        sent += 0.01
-    return sent
 
 
 def test_a_quotas_refusal_at_the_edge_it_found_is_a_hair_over_the_limit() -> None:

@@ -386,6 +386,7 @@ class AdaptiveRate:
         searching, self._searching = self._searching, False
         noise, self._noise = self._noise, False
         under = lo > 0.0 and sending < _CLEAR * lo
+        above = sending > lo * 1.001
         # A quota's member: a refusal on the plateau that held, or of a probe before anything
         # above the plateau got through, is jitter once too. Its count of what got through is
         # its share's times the members (4 processes read 191-200/s of the same 200/s), too
@@ -398,9 +399,7 @@ class AdaptiveRate:
             self.coordinated
             and lo > 0.0
             and (
-                (measured is not None and measured <= _FLAT * self._w_max)
-                if probed
-                else sending <= lo * 1.001  # not above it (as below)
+                (measured is not None and measured <= _FLAT * self._w_max) if probed else not above
             )
         )
         if not noise and ((not probed and (under or (searching and held > self._hold))) or flat):
@@ -444,7 +443,6 @@ class AdaptiveRate:
             cut = _PROBE_CUT if held >= _LONG or searching else self.beta
             self._decrease(now, target, cut, cooldown)
             return
-        above = sending > lo * 1.001
         # A plateau that had held long, refused at its own rate while as much as ever got
         # through: it was a hair over the limit, not under a limit that dropped (a bucket's
         # burst carries a small excess for long: a plateau of 201/s held 21 s on a bucket of
@@ -454,7 +452,7 @@ class AdaptiveRate:
         # through (traced: a plateau of 200.3/s set by a probe, refused on its climb back at
         # 200.0 with 200/s getting through, was taken for a limit that dropped, and the
         # plateau stayed at 195/s for the last 100 s).
-        edge = self.coordinated and lo > 0.0 and sending >= _CLEAR * lo and self._hi * _FINE <= lo
+        edge = self.coordinated and sending >= _CLEAR * lo and self._hi * _FINE <= lo
         kept = measured is not None and measured >= _CLEAR * sending
         hair = not above and kept and ((held >= _LONG and sending > _CLEAR * self._hi) or edge)
         if lo > 0.0 and (above or hair):
