@@ -315,6 +315,20 @@ def test_adaptive_probes_a_limit_that_holds_less_and_less_often() -> None:
     assert events <= 26
 
 
+@pytest.mark.parametrize("coordinated", [False, True])
+def test_a_quotas_member_holds_a_limit_that_stays_put_longer(coordinated: bool) -> None:
+    # Each probe's 429 pauses every member of a quota for its cool-down: a member holds the
+    # plateau up to the whole time the limit has stayed put and 60 s (a client alone: half
+    # of it and 40 s). Over 400 s at 200/s: 10 events, not 11, the holds 4, 8, 16, 32, 60 s.
+    adaptive = AdaptiveRate()
+    adaptive.coordinated = coordinated
+    gate = RateGate(adaptive=adaptive)
+    _, events, accepted = run_against_limit(gate, 200.0, start=0.0, duration=400.0)
+    assert adaptive._hold == (60.0 if coordinated else 40.0)
+    assert events == (10 if coordinated else 11)
+    assert accepted >= 0.96 * 200.0 * 400.0
+
+
 def run_against_window(
     gate: RateGate, limit: int, start: float, duration: float
 ) -> tuple[float, int, int]:

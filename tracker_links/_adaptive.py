@@ -29,6 +29,10 @@ _LATENCY_FLOOR: Final = 0.04
 #: (it doubles each time a probe fails just above the plateau: the limit is where it was).
 _HOLD: Final = 2.0
 _MAX_HOLD: Final = 40.0
+#: The longest hold of a quota's members: the probe's 429 pauses all of them for its
+#: cool-down (real processes lost 1 s of everyone's each time: 8 of 12 cool-downs of a 400-s
+#: run were probes of a limit that had not moved).
+_MAX_HOLD_SHARED: Final = 60.0
 #: A probe refused this close above the plateau (relative): the limit has not moved. What got
 #: through a probe's last 2 s counts a bucket's burst too (20 over 2 s: 5% over a limit of
 #: 200/s), and a member of a quota measures everyone's from its share: with 10%, probes of 8
@@ -114,7 +118,8 @@ class AdaptiveRate:
        to the least rate that got through when a probe was refused (until within 5%), the
        rate restarts just under it (by ``beta`` if the plateau was held less than 8 s, as
        clients that share a limit see), and the hold doubles (up to 40 s, and half the time
-       the limit has stayed put): on a steady limit the cool-downs become rare. A plateau
+       the limit has stayed put; a quota's members, whose every probe pauses all of them,
+       up to 60 s and the whole time): on a steady limit the cool-downs become rare. A plateau
        above the one that held that is refused is cut by ``beta`` and the next one goes back
        towards the one that held. A 429 on the climb back or on a plateau that had held
        means the limit dropped (or other clients took more of it): the cut of step 3, and the
@@ -510,8 +515,12 @@ class AdaptiveRate:
 
     def _longer_hold(self, now: float) -> float:
         """Twice the hold, but not longer than half the time the limit has stayed put (one
-        that just moved may move back)."""
-        longest = max(_HOLD, min(_MAX_HOLD, 0.5 * (now - self._stable)))
+        that just moved may move back). A quota's member: up to the whole time, and
+        :data:`_MAX_HOLD_SHARED` (each probe's cool-down pauses every member)."""
+        if self.coordinated:
+            longest = max(_HOLD, min(_MAX_HOLD_SHARED, now - self._stable))
+        else:
+            longest = max(_HOLD, min(_MAX_HOLD, 0.5 * (now - self._stable)))
         return min(longest, max(_HOLD, 2.0 * self._hold))
 
     def _between(self) -> float:
