@@ -30,8 +30,8 @@ _LATENCY_FLOOR: Final = 0.04
 _HOLD: Final = 2.0
 _MAX_HOLD: Final = 40.0
 #: The longest hold of a quota's members: the probe's 429 pauses all of them for its
-#: cool-down (real processes lost 1 s of everyone's each time: 8 of 12 cool-downs of a 400-s
-#: run were probes of a limit that had not moved).
+#: cool-down (8 real processes lost about 1 s of everyone's sending at each of the 12
+#: cool-downs of a 400-s run on a steady limit, most of them probes 13-55 s apart).
 _MAX_HOLD_SHARED: Final = 60.0
 #: A probe refused this close above the plateau (relative): the limit has not moved. What got
 #: through a probe's last 2 s counts a bucket's burst too (20 over 2 s: 5% over a limit of
