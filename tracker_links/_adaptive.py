@@ -517,10 +517,8 @@ class AdaptiveRate:
         """Twice the hold, but not longer than half the time the limit has stayed put (one
         that just moved may move back). A quota's member: up to the whole time, and
         :data:`_MAX_HOLD_SHARED` (each probe's cool-down pauses every member)."""
-        if self.coordinated:
-            longest = max(_HOLD, min(_MAX_HOLD_SHARED, now - self._stable))
-        else:
-            longest = max(_HOLD, min(_MAX_HOLD, 0.5 * (now - self._stable)))
+        cap, part = (_MAX_HOLD_SHARED, 1.0) if self.coordinated else (_MAX_HOLD, 0.5)
+        longest = max(_HOLD, min(cap, part * (now - self._stable)))
         return min(longest, max(_HOLD, 2.0 * self._hold))
 
     def _between(self) -> float:
