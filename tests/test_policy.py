@@ -824,6 +824,51 @@ def test_a_plateau_held_through_its_hold_after_the_slow_start_is_not_refused_onc
     assert rate._w_max < 0.96 * plateau
 
 
+@pytest.mark.parametrize("coordinated", [True, False])
+def test_a_plateau_refused_at_its_own_rate_is_refined_up_to_2_percent_under_it(
+    coordinated: bool,
+) -> None:
+    # Traced in real processes on a quota: the slow start's estimate came out high (a
+    # plateau of 202.9/s for a bucket of 200/s), refused twice on it: the estimate was too
+    # high, the plateau 95% of what got through (190/s), and 202.9/s the least rate refused.
+    # That is a rate refused exactly, not a probe's count (which a bucket's burst lifts by
+    # about 5%): refining only while 5% apart, the plateau stayed at 193.2/s, 3.4% under
+    # the limit, while every later probe was refused at 209/s and taught nothing. It is
+    # refined up to 2% under a rate refused exactly, and never past it.
+    rate = AdaptiveRate()
+    rate.coordinated = coordinated
+    c = 202.9 * 0.1 / 12.0**3
+    # The first refusal on the slow start's plateau was taken for jitter (``noise``).
+    state = [196.8, 10.0, 0.0, 202.9, 1.0, c, 0.0, 203.0, 4.0, 0.0, -1.0, 0.0, 1.0, 0.0, 1.0]
+    rate.restore(state)
+    _refused_on_the_plateau(rate, _climb_to(rate, 202.9) + 1.0, 200.0)
+    assert rate._w_max == pytest.approx(0.95 * 200.0, rel=0.01)
+    assert (rate._hi, rate._exact) == (pytest.approx(202.9), True)
+    plateaus = []
+    for _ in range(8):  # probes refused far above it, while 209/s got through
+        _refused_on_the_plateau(rate, _climb_to(rate, 1.1 * rate._w_max), 209.0)
+        plateaus.append(rate._w_max)
+        assert rate._hi == pytest.approx(202.9)  # the exact one stays the least refused
+    assert plateaus == sorted(plateaus)
+    assert plateaus[1] > plateaus[0] > 193.0
+    assert 0.98 * 202.9 <= plateaus[-1] < 0.99 * 202.9
+    assert plateaus[-1] == plateaus[-2]  # refined no further
+    # A probe's count below it is not exact: the 5% stop again.
+    _refused_on_the_plateau(rate, _climb_to(rate, 1.1 * rate._w_max), 201.0)
+    assert (rate._hi, rate._exact) == (pytest.approx(201.0, rel=0.005), False)
+    assert rate._w_max == plateaus[-1]
+    # Shared with another process, and read from a snapshot that has no such flag.
+    copy = AdaptiveRate()
+    copy.restore(json.loads(json.dumps(rate.snapshot(), allow_nan=False)))
+    assert (copy._hi, copy._exact) == (rate._hi, False)
+    rate._exact = True
+    copy.restore(rate.snapshot())
+    assert copy._exact
+    copy.restore(rate.snapshot()[:-1])  # an older snapshot's (its envelope's pairs only)
+    assert not copy._exact
+    assert copy._envelope == rate._envelope
+
+
 def test_a_plateau_refused_while_less_got_through_is_a_limit_that_dropped() -> None:
     rate = AdaptiveRate()
     c = 201.0 * 0.1 / 12.0**3

@@ -76,6 +76,12 @@ _ROUGH: Final = 0.98
 #: Refined this part of the way towards the least rate refused (a bucket's burst lets a
 #: probe climb past the limit before it is refused: halfway overshoots).
 _STEP_UP: Final = 0.25
+#: The same refinement towards a rate refused exactly (a plateau refused at its own rate, not
+#: a probe's count, which a burst lifts) goes on while that is this far above the plateau:
+#: traced in real processes, a slow start's estimate came out 1.5% over the limit, its
+#: plateau was refused there, and with :data:`_FINE` the plateau stayed 3.6% under the limit
+#: for the last 130 s (every later probe was refused far above it and taught nothing).
+_FINE_EXACT: Final = 0.98
 #: After the slow start the climb to its rough estimate, and the probe above it, are this
 #: much steeper (the cube of the speed-up) than around a plateau that held.
 _SEARCH: Final = 8.0
@@ -115,7 +121,8 @@ class AdaptiveRate:
     4. The plateau is held ``hold`` seconds before the probe. A probe refused above the
        plateau proves the plateau held: the limit lies between the two. While they are near
        (the limit stayed put) the next plateau is a quarter of the way from the rate that held
-       to the least rate that got through when a probe was refused (until within 5%), the
+       to the least rate that got through when a probe was refused (until within 5%; within
+       2% of a plateau that was itself refused, a rate no burst lifted), the
        rate restarts just under it (by ``beta`` if the plateau was held less than 8 s, as
        clients that share a limit see), and the hold doubles (up to 40 s, and half the time
        the limit has stayed put; a quota's members, whose every probe pauses all of them,
@@ -148,6 +155,7 @@ class AdaptiveRate:
         "_c",
         "_c_probe",
         "_envelope",
+        "_exact",
         "_hi",
         "_hold",
         "_k",
@@ -224,6 +232,9 @@ class AdaptiveRate:
         self._hold = _HOLD
         self._lo = 0.0
         self._hi = math.inf
+        # Whether ``_hi`` is a plateau's own rate that was refused (exact), not what got
+        # through a probe (which a bucket's burst lifts by about 5%).
+        self._exact = False
         self._stable = 0.0
         self._noise = False
         self.concurrency = concurrency
@@ -293,7 +304,7 @@ class AdaptiveRate:
         return [rate, self._since, float(self._slow_start), self._w_max, self._k, self._c,
                 self._burst, self._peak, self._hold, self._lo, hi, self._stable,
                 float(self._searching), self._burst_span, float(self._noise),
-                *(x for pair in self._envelope for x in pair)]  # fmt: skip
+                *(x for pair in self._envelope for x in pair), float(self._exact)]  # fmt: skip
 
     def restore(self, state: list[float]) -> None:
         """Take over a :meth:`snapshot` (of this or another process)."""
@@ -315,6 +326,9 @@ class AdaptiveRate:
         if len(state) >= 15:
             self._noise = bool(state[14])
         extra = [float(x) for x in state[15:]]
+        # After the envelope's pairs, whether the least rate refused is exact (an odd tail;
+        # a snapshot without it has an even one).
+        self._exact = bool(extra.pop()) if len(extra) % 2 else False
         self._envelope = list(zip(extra[0::2], extra[1::2], strict=False))
 
     def measured(self, now: float, since: float) -> float | None:
@@ -345,6 +359,7 @@ class AdaptiveRate:
             self._burst_span = now - first
             self._envelope = _envelope([t for t in self._accepted if t >= first], now, self.scale)
             self._lo, self._hi, self._hold, self._noise = 0.0, math.inf, _HOLD, False
+            self._exact = False
             self.rate = self._bounded(accepted / span)
             self._slow_start = True
             self._since = now + cooldown
@@ -424,7 +439,7 @@ class AdaptiveRate:
             # The estimate of the slow start was too high (nothing has held since): come down
             # to just under what got through, without the cut of a limit that dropped. Once:
             # another 429 soon after is one of a limit that dropped.
-            self._hi = min(self._hi, sending)
+            self._refused(sending)
             self._decrease(now, _FAR * w, _PROBE_CUT, cooldown)
             return
         if probed:
@@ -438,11 +453,12 @@ class AdaptiveRate:
                 # not by the rate sent: a bucket's burst lets a probe climb 10% past the limit
                 # before it is refused, which looked like a limit that rose (and the hold
                 # started over at 2 s).
-                self._hi = min(self._hi, w)
+                if w < self._hi:
+                    self._hi, self._exact = w, False
                 self._hold = self._longer_hold(now)
                 target = self._between()
             else:  # far above it: the limit rose; start the search over from what got through
-                self._hi = sending
+                self._hi, self._exact = sending, False
                 self._hold = _HOLD
                 target = max(lo, _FAR * w)
             cut = _PROBE_CUT if held >= _LONG or searching else self.beta
@@ -467,7 +483,7 @@ class AdaptiveRate:
             # share one limit without knowing of each other meet this too, and only a
             # multiplicative cut makes their shares converge (with the small one, 8 such
             # clients finished up to 58 s apart, not 50). A hair over it, the small cut.
-            self._hi = min(self._hi, sending)
+            self._refused(sending)
             self._lo = min(lo, _CLEAR * sending)
             probe = above and held > self._hold  # a probe refused just above the plateau
             if probe:
@@ -481,6 +497,7 @@ class AdaptiveRate:
         # clients take more of it). What had held proves nothing any more, and a limit that
         # moved may move back: probe again soon.
         self._lo, self._hi, self._hold, self._stable = 0.0, math.inf, 0.0, now
+        self._exact = False
         # Another 429 soon after resuming: the limit is well under the rate (it dropped).
         beta = self.beta if sent_at - resumed_at >= _SOON else self.beta * self.beta
         new = self._decrease(now, w, beta, cooldown, plateau)
@@ -524,9 +541,16 @@ class AdaptiveRate:
     def _between(self) -> float:
         """The next plateau, between the rate that held and the least one refused: a quarter
         of the way while they are far apart, the one that held once they are within
-        ``1 - _FINE``."""
+        ``1 - _FINE`` (``1 - _FINE_EXACT`` of a plateau's own rate refused)."""
         lo, hi = self._lo, self._hi
-        return lo + _STEP_UP * (hi - lo) if hi * _FINE > lo else lo
+        fine = _FINE_EXACT if self._exact else _FINE
+        return lo + _STEP_UP * (hi - lo) if hi * fine > lo else lo
+
+    def _refused(self, rate: float) -> None:
+        """A plateau was refused at its own ``rate`` (not a probe's count, which a burst
+        inflates): the least rate refused, exactly."""
+        if rate < self._hi:
+            self._hi, self._exact = rate, True
 
     def _decrease(
         self, now: float, w: float, factor: float, cooldown: float, plateau: float = 1.0
