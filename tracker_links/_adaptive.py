@@ -358,8 +358,8 @@ class AdaptiveRate:
             self._burst = accepted
             self._burst_span = now - first
             self._envelope = _envelope([t for t in self._accepted if t >= first], now, self.scale)
-            self._lo, self._hi, self._hold, self._noise = 0.0, math.inf, _HOLD, False
-            self._exact = False
+            self._lo, self._hi, self._exact = 0.0, math.inf, False
+            self._hold, self._noise = _HOLD, False
             self.rate = self._bounded(accepted / span)
             self._slow_start = True
             self._since = now + cooldown
@@ -439,7 +439,7 @@ class AdaptiveRate:
             # The estimate of the slow start was too high (nothing has held since): come down
             # to just under what got through, without the cut of a limit that dropped. Once:
             # another 429 soon after is one of a limit that dropped.
-            self._refused(sending)
+            self._refused(sending, exact=True)
             self._decrease(now, _FAR * w, _PROBE_CUT, cooldown)
             return
         if probed:
@@ -453,8 +453,7 @@ class AdaptiveRate:
                 # not by the rate sent: a bucket's burst lets a probe climb 10% past the limit
                 # before it is refused, which looked like a limit that rose (and the hold
                 # started over at 2 s).
-                if w < self._hi:
-                    self._hi, self._exact = w, False
+                self._refused(w, exact=False)
                 self._hold = self._longer_hold(now)
                 target = self._between()
             else:  # far above it: the limit rose; start the search over from what got through
@@ -483,7 +482,7 @@ class AdaptiveRate:
             # share one limit without knowing of each other meet this too, and only a
             # multiplicative cut makes their shares converge (with the small one, 8 such
             # clients finished up to 58 s apart, not 50). A hair over it, the small cut.
-            self._refused(sending)
+            self._refused(sending, exact=True)
             self._lo = min(lo, _CLEAR * sending)
             probe = above and held > self._hold  # a probe refused just above the plateau
             if probe:
@@ -496,8 +495,8 @@ class AdaptiveRate:
         # On the climb back, or on a plateau that had held: the limit dropped (or other
         # clients take more of it). What had held proves nothing any more, and a limit that
         # moved may move back: probe again soon.
-        self._lo, self._hi, self._hold, self._stable = 0.0, math.inf, 0.0, now
-        self._exact = False
+        self._lo, self._hi, self._exact = 0.0, math.inf, False
+        self._hold, self._stable = 0.0, now
         # Another 429 soon after resuming: the limit is well under the rate (it dropped).
         beta = self.beta if sent_at - resumed_at >= _SOON else self.beta * self.beta
         new = self._decrease(now, w, beta, cooldown, plateau)
@@ -546,11 +545,11 @@ class AdaptiveRate:
         fine = _FINE_EXACT if self._exact else _FINE
         return lo + _STEP_UP * (hi - lo) if hi * fine > lo else lo
 
-    def _refused(self, rate: float) -> None:
-        """A plateau was refused at its own ``rate`` (not a probe's count, which a burst
-        inflates): the least rate refused, exactly."""
+    def _refused(self, rate: float, *, exact: bool) -> None:
+        """A refusal at ``rate``: the least rate refused, if under it. ``exact``: a plateau's
+        own rate, not a probe's count of what got through (which a bucket's burst lifts)."""
         if rate < self._hi:
-            self._hi, self._exact = rate, True
+            self._hi, self._exact = rate, exact
 
     def _decrease(
         self, now: float, w: float, factor: float, cooldown: float, plateau: float = 1.0
