@@ -117,7 +117,51 @@ class Schedule:
         return self.bucket.admit(now, inflight)
 
 
-Shape = TokenBucket | FixedWindow | SlidingWindow | InFlight | Schedule
+class Stalling:
+    """A token bucket behind a server that stalls now and then: for ``stall`` seconds, at
+    random times ``every`` seconds apart on average, it serves nothing, then meets the
+    backlog at once (only the admission waits: the answers keep the fake's latency). The
+    bucket fills to its burst meanwhile and refuses the rest of the backlog: the 429s that
+    real processes meet about once a minute at 188-196/s of a 200/s bucket (a busy host's or
+    a network's jitter), which no pace under the limit avoids. The stalls start ``at`` the
+    times given, or at times drawn from ``seed``, or from the :mod:`random` module's
+    generator (which :func:`simulate` seeds)."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 20.0,
+        *,
+        every: float = 60.0,
+        stall: float = 0.12,
+        seed: int | None = None,
+        until: float = 7200.0,
+        at: Sequence[float] | None = None,
+    ) -> None:
+        self.bucket = TokenBucket(rate, burst)
+        if at is None:
+            draw = random.Random(random.getrandbits(64) if seed is None else seed)
+            starts, t = [], 0.0
+            while t < until:
+                t += draw.expovariate(1.0 / every)
+                starts.append(t)
+            at = starts
+        self.stalls = [(t, t + stall) for t in sorted(at)]
+        self._next = 0
+
+    def limit_at(self, now: float) -> float:
+        return self.bucket.rate
+
+    def admit(self, now: float, inflight: int) -> bool:
+        stalls = self.stalls
+        while self._next < len(stalls) and stalls[self._next][1] <= now:
+            self._next += 1
+        if self._next < len(stalls) and stalls[self._next][0] <= now:
+            now = stalls[self._next][1]  # in a stall: served when it ends
+        return self.bucket.admit(max(now, self.bucket.at), inflight)
+
+
+Shape = TokenBucket | FixedWindow | SlidingWindow | InFlight | Schedule | Stalling
 
 
 def ideal_time(shape: Shape, total: int) -> float:

@@ -6,9 +6,10 @@ Every rate-limit shape side by side: the adaptive rate (``rate_limit=None``), th
 the share of requests answered 429. Clients that share one bucket without coordinating are
 the next rows (``k`` clients, ``N / k`` creates each; fixed at ``R / k`` each); the last rows
 are ``k`` clients sharing one quota (a ``FileQuota`` on the virtual clock; fixed at ``R``, the
-total). ``--each``: the clients of those rows make ``N`` creates each (the issue's
-``k x N / R``), not ``N`` in all. Each figure is the median of ``--seeds`` runs (trio
-randomizes its scheduling order).
+total), then one client and the quota's again behind a server that stalls now and then (the
+jitter of real runs: ``Stalling``). ``--each``: the clients of those rows make ``N`` creates
+each (the issue's ``k x N / R``), not ``N`` in all. Each figure is the median of ``--seeds``
+runs (trio randomizes its scheduling order).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ._shapes import RATE, SHAPES, Result, Shape, TokenBucket, simulate
+from ._shapes import RATE, SHAPES, Result, Shape, Stalling, TokenBucket, simulate
+
+STALLS = "bucket, burst 20, server stalls 0.12 s ~1/min"
 
 
 def _median(runs: list[Result]) -> Result:
@@ -47,6 +50,11 @@ def table(n: int = 10_000, seeds: int = 3, only: tuple[str, ...] = (), each: boo
     for k in (4, 8):  # the same, through one shared quota: fixed at R (the total)
         name = f"{k} clients sharing one quota (bucket, burst 20)"
         cases.append((name, lambda: TokenBucket(RATE, 20), 1.0, k, True))
+    # A server that stalls about once a minute (see ``Stalling``): the jitter of real runs.
+    cases.append((STALLS, lambda: Stalling(RATE, 20), 1.0, 1, False))
+    for k in (4, 8):
+        name = f"{k} clients sharing one quota ({STALLS})"
+        cases.append((name, lambda: Stalling(RATE, 20), 1.0, k, True))
     for name, make, retry_after, k, quota in cases:
         if only and not any(o in name for o in only):
             continue

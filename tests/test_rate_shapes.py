@@ -17,6 +17,8 @@ of them). trio only: see ``test_soak.py`` for why asyncio has no virtual clock h
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 pytest.importorskip("trio")
@@ -25,6 +27,7 @@ from benchmarks._shapes import (
     RATE,
     SHAPES,
     InFlight,
+    Stalling,
     TokenBucket,
     simulate,
 )
@@ -167,3 +170,21 @@ def test_clients_starting_together_do_not_each_send_a_whole_window() -> None:
     result = simulate(lambda: Bucket(RATE, 20), n=5_000 // k, clients=k)
     assert result.failed == 0
     assert sum(1 for t in refused_at if t < 1.0) <= 60, sorted(refused_at)[:70]
+
+
+def test_a_stalling_server_refuses_the_backlog_beyond_its_burst() -> None:
+    # 190/s, under the bucket's 200/s: all of it gets through, but for a stall of 0.12 s
+    # at 1 s, whose 23 arrivals meet the bucket at once when it ends (full: 20 tokens), and
+    # the first one after it (the bucket is empty then).
+    times = [i / 190 for i in range(380)]
+    calm = Stalling(RATE, 20, at=[])
+    assert all(calm.admit(t, 1) for t in times)
+    shape = Stalling(RATE, 20, at=[1.0], stall=0.12)
+    refused = [t for t in times if not shape.admit(t, 1)]
+    assert len(refused) == 4, refused
+    assert all(1.0 <= t < 1.13 for t in refused), refused
+    # Drawn: the same for one seed, about ``every`` apart.
+    a, b = Stalling(RATE, seed=3, until=6000.0), Stalling(RATE, seed=3, until=6000.0)
+    assert a.stalls == b.stalls
+    gaps = [y[0] - x[0] for x, y in itertools.pairwise(a.stalls)]
+    assert 45.0 < sum(gaps) / len(gaps) < 75.0
