@@ -124,8 +124,8 @@ class Stalling:
     bucket fills to its burst meanwhile and refuses the rest of the backlog: the 429s that
     real processes meet about once a minute at 188-196/s of a 200/s bucket (a busy host's or
     a network's jitter), which no pace under the limit avoids. The stalls start ``at`` the
-    times given, or at times drawn from ``seed``, or from the :mod:`random` module's
-    generator (which :func:`simulate` seeds)."""
+    times given, or at times up to ``until`` drawn from ``seed``, or from the :mod:`random`
+    module's generator (which :func:`simulate` seeds)."""
 
     def __init__(
         self,
