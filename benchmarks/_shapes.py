@@ -158,7 +158,7 @@ class Stalling:
             self._next += 1
         if self._next < len(stalls) and stalls[self._next][0] <= now:
             now = stalls[self._next][1]  # in a stall: served when it ends
-        return self.bucket.admit(max(now, self.bucket.at), inflight)
+        return self.bucket.admit(now, inflight)
 
 
 Shape = TokenBucket | FixedWindow | SlidingWindow | InFlight | Schedule | Stalling
