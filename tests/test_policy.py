@@ -610,6 +610,30 @@ def test_a_probe_past_the_limit_on_a_burst_is_judged_by_what_got_through() -> No
     assert rate.rate == pytest.approx(0.97 * 196.0, rel=1e-6)  # held 8 s: the small cut
 
 
+@pytest.mark.parametrize(
+    ("coordinated", "lo", "hi", "hold"),
+    [(True, 196.0, 200.0, 32.0), (False, 196.0, 200.0, 16.0), (True, 190.0, -1.0, 16.0)],
+)
+def test_a_quotas_probe_that_could_not_refine_its_plateau_makes_the_next_one_much_later(
+    coordinated: bool, lo: float, hi: float, hold: float
+) -> None:
+    # A plateau of 196/s that held, already within 5% of the least rate refused (200/s): no
+    # probe can refine it. The next probe, refused just above it, taught nothing again; for a
+    # quota's members (each probe's cool-down pauses all of them) the hold grows four times,
+    # not two (traced, 4 processes on a steady limit: the third to fifth probes of a run each
+    # cost everyone a cool-down and learned nothing). A client alone doubles it, as does a
+    # member whose plateau the probe could still refine (no rate refused yet).
+    rate = AdaptiveRate()
+    rate.coordinated = coordinated
+    c = 196.0 * 0.1 / 12.0**3
+    rate.restore([190.0, 10.0, 0.0, 196.0, 1.0, c, 0.0, 200.0, 8.0, lo, hi, -100.0, 0.0])
+    sent = _climb_to(rate, 215.0)
+    assert sent > 10.0 + 1.0 + 8.0  # past the hold: a probe
+    _refused_on_the_plateau(rate, sent, 205.0)  # just above it: the limit stayed put
+    assert rate._hold == hold
+    assert rate._lo == 196.0
+
+
 def _first_event_then(rate: AdaptiveRate, scale: float, everyone: float | None) -> None:
     """:func:`_slow_start_over` (30 in the first phase's last 0.1 s), the slow start's event
     taken with ``scale`` and a quota's count ``everyone``."""

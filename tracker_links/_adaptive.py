@@ -126,7 +126,9 @@ class AdaptiveRate:
        rate restarts just under it (by ``beta`` if the plateau was held less than 8 s, as
        clients that share a limit see), and the hold doubles (up to 40 s, and half the time
        the limit has stayed put; a quota's members, whose every probe pauses all of them,
-       up to 60 s and the whole time): on a steady limit the cool-downs become rare. A plateau
+       up to 60 s and the whole time, and four times over once the plateau was as close as
+       it gets and a probe still found nothing new): on a steady limit the cool-downs become
+       rare. A plateau
        above the one that held that is refused is cut by ``beta`` and the next one goes back
        towards the one that held. A 429 on the climb back or on a plateau that had held
        means the limit dropped (or other clients took more of it): the cut of step 3, and the
@@ -453,8 +455,14 @@ class AdaptiveRate:
                 # not by the rate sent: a bucket's burst lets a probe climb 10% past the limit
                 # before it is refused, which looked like a limit that rose (and the hold
                 # started over at 2 s).
+                # A quota's member whose plateau was already as close to the least rate
+                # refused as it gets (this probe could not refine it) probes much less
+                # often: four times the hold, not twice (traced, 4 processes on a steady
+                # limit: the probes after the second taught nothing and each cost everyone
+                # a cool-down).
+                wasted = self.coordinated and self._between() == lo
                 self._refused(w, exact=False)
-                self._hold = self._longer_hold(now)
+                self._hold = self._longer_hold(now, 4.0 if wasted else 2.0)
                 target = self._between()
             else:  # far above it: the limit rose; start the search over from what got through
                 self._hi, self._exact = sending, False
@@ -529,13 +537,13 @@ class AdaptiveRate:
             limit = _solve_limit(accepted - burst, rate, self._GROWTH, self._STEP, span)
         return limit
 
-    def _longer_hold(self, now: float) -> float:
-        """Twice the hold, but not longer than half the time the limit has stayed put (one
-        that just moved may move back). A quota's member: up to the whole time, and
+    def _longer_hold(self, now: float, grow: float = 2.0) -> float:
+        """``grow`` times the hold, but not longer than half the time the limit has stayed
+        put (one that just moved may move back). A quota's member: up to the whole time, and
         :data:`_MAX_HOLD_SHARED` (each probe's cool-down pauses every member)."""
         cap, part = (_MAX_HOLD_SHARED, 1.0) if self.coordinated else (_MAX_HOLD, 0.5)
         longest = max(_HOLD, min(cap, part * (now - self._stable)))
-        return min(longest, max(_HOLD, 2.0 * self._hold))
+        return min(longest, max(_HOLD, grow * self._hold))
 
     def _between(self) -> float:
         """The next plateau, between the rate that held and the least one refused: a quarter
