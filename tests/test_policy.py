@@ -618,11 +618,11 @@ def test_a_quotas_probe_that_could_not_refine_its_plateau_makes_the_next_one_muc
     coordinated: bool, lo: float, hi: float, hold: float
 ) -> None:
     # A plateau of 196/s that held, already within 5% of the least rate refused (200/s): no
-    # probe can refine it. The next probe, refused just above it, taught nothing again; for a
-    # quota's members (each probe's cool-down pauses all of them) the hold grows four times,
-    # not two (traced, 4 processes on a steady limit: the third to fifth probes of a run each
-    # cost everyone a cool-down and learned nothing). A client alone doubles it, as does a
-    # member whose plateau the probe could still refine (no rate refused yet).
+    # probe can refine it, and the probe refused just above it teaches nothing. For a quota's
+    # members (each probe's cool-down pauses all of them) the hold grows four times, not two
+    # (traced, 4 processes on a steady limit: the third to fifth probes of a run each cost
+    # everyone a cool-down and learned nothing). A client alone doubles it, as does a member
+    # whose plateau the probe could still refine (no rate refused yet).
     rate = AdaptiveRate()
     rate.coordinated = coordinated
     c = 196.0 * 0.1 / 12.0**3

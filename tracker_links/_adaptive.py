@@ -128,15 +128,14 @@ class AdaptiveRate:
        the limit has stayed put; a quota's members, whose every probe pauses all of them,
        up to 60 s and the whole time, and four times over once the plateau was as close as
        it gets and a probe still found nothing new): on a steady limit the cool-downs become
-       rare. A plateau
-       above the one that held that is refused is cut by ``beta`` and the next one goes back
-       towards the one that held. A 429 on the climb back or on a plateau that had held
-       means the limit dropped (or other clients took more of it): the cut of step 3, and the
-       search starts over with no hold. (Unless the plateau had held long and as much as
-       ever got through: it was a hair over the limit, which a bucket's burst hides for long.
-       For a quota's members, whose rate is everyone's, a refusal at a plateau refined up to
-       the least rate refused is such a hair however short it held, and a probe refused
-       barely above the plateau takes the small cut, not ``beta``.)
+       rare. A plateau above the one that held that is refused is cut by ``beta`` and the
+       next one goes back towards the one that held. A 429 on the climb back or on a plateau
+       that had held means the limit dropped (or other clients took more of it): the cut of
+       step 3, and the search starts over with no hold. (Unless the plateau had held long
+       and as much as ever got through: it was a hair over the limit, which a bucket's burst
+       hides for long. For a quota's members, whose rate is everyone's, a refusal at a
+       plateau refined up to the least rate refused is such a hair however short it held,
+       and a probe refused barely above the plateau takes the small cut, not ``beta``.)
     5. One 429 at a rate the service had just let through (under the plateau that held, or on
        the slow start's plateau after its hold) is taken for jitter, the sends bunched on
        their way: the cool-down, and the climb back to the same plateau, nothing learned. Only
