@@ -33,6 +33,10 @@ _MAX_HOLD: Final = 40.0
 #: cool-down (8 real processes lost about 1 s of everyone's sending at each of the 12
 #: cool-downs of a 400-s run on a steady limit, most of them probes 13-55 s apart).
 _MAX_HOLD_SHARED: Final = 60.0
+#: A quota's member's hold grows this much (not twice) after a probe refused just above a
+#: plateau that could not be refined any more (traced, 4 processes on a steady limit: the
+#: probes after the second taught nothing, and each cost everyone a cool-down).
+_GROW_SETTLED: Final = 4.0
 #: A probe refused this close above the plateau (relative): the limit has not moved. What got
 #: through a probe's last 2 s counts a bucket's burst too (20 over 2 s: 5% over a limit of
 #: 200/s), and a member of a quota measures everyone's from its share: with 10%, probes of 8
@@ -455,13 +459,10 @@ class AdaptiveRate:
                 # before it is refused, which looked like a limit that rose (and the hold
                 # started over at 2 s).
                 # A quota's member whose plateau was already as close to the least rate
-                # refused as it gets (this probe could not refine it) probes much less
-                # often: four times the hold, not twice (traced, 4 processes on a steady
-                # limit: the probes after the second taught nothing and each cost everyone
-                # a cool-down).
-                wasted = self.coordinated and self._between() == lo
+                # refused as it gets (this probe could not refine it) probes much less often.
+                settled = self.coordinated and self._between() == lo
                 self._refused(w, exact=False)
-                self._hold = self._longer_hold(now, 4.0 if wasted else 2.0)
+                self._hold = self._longer_hold(now, _GROW_SETTLED if settled else 2.0)
                 target = self._between()
             else:  # far above it: the limit rose; start the search over from what got through
                 self._hi, self._exact = sending, False
